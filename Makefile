@@ -1,0 +1,46 @@
+# Thin wrappers over cargo and tools/. Every target installs what it needs.
+SHELL := /bin/bash
+CARGO ?= cargo
+
+NODES ?= 3
+
+.PHONY: deps build test lint fmt bench-storage bench-net fuzz cluster cluster-stop
+
+deps:
+	@tools/install-deps.sh
+
+build: deps
+	$(CARGO) build --workspace --all-targets
+
+## Builds and runs every test of the workspace. The binaries are built
+## first: the multi-process tests start target/debug/nornd.
+test: deps
+	$(CARGO) build --workspace --bins
+	$(CARGO) test --workspace --no-fail-fast
+
+## rustfmt check and clippy with warnings as errors.
+lint: deps
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+## Put and get throughput of norn-storage beside raw RocksDB.
+bench-storage: deps
+	$(CARGO) bench -p norn-storage --bench storage
+
+## Fuzzes the frame decoder (needs cargo-fuzz; not part of CI).
+fuzz:
+	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run frame_decoder -- -max_total_time=$${FUZZ_SECONDS:-60}
+
+## Starts NODES (default 3) local nodes; see README.
+cluster: deps
+	@NODES=$(NODES) tools/cluster.sh
+
+cluster-stop:
+	@tools/cluster-stop.sh
+
+## Request/response throughput and CPU of norn-net on loopback.
+bench-net: deps
+	$(CARGO) bench -p norn-net --bench rpc

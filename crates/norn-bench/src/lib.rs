@@ -1,0 +1,3 @@
+//! `norn-bench`, a YCSB-style load generator.
+//!
+//! Empty until the clients work (issue 5) fills it.

@@ -1,0 +1,81 @@
+//! `norn certs`: the cluster CA and the certificates it signs.
+
+use std::path::Path;
+
+use anyhow::Context;
+use norn_net::certs::{self, Issued};
+use norn_ring::NodeId;
+
+fn read_ca(dir: &Path) -> anyhow::Result<Issued> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (run `norn certs init --dir {}` first)",
+                path.display(),
+                dir.display()
+            )
+        })
+    };
+    Ok(Issued {
+        cert_pem: read("ca.pem")?,
+        key_pem: read("ca.key")?,
+    })
+}
+
+fn write_pair(dir: &Path, name: &str, issued: &Issued) -> anyhow::Result<()> {
+    certs::write_pem(&dir.join(format!("{name}.pem")), &issued.cert_pem, false)?;
+    certs::write_pem(&dir.join(format!("{name}.key")), &issued.key_pem, true)?;
+    Ok(())
+}
+
+/// Names may hold `[A-Za-z0-9._-]`, 1..=64 bytes: they become file names.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    anyhow::ensure!(ok, "name {name:?} must be 1..=64 of [A-Za-z0-9._-]");
+    anyhow::ensure!(name != "ca", "\"ca\" is the CA's own file name");
+    Ok(())
+}
+
+/// `norn certs init --dir DIR`: a new cluster CA in `DIR/ca.pem` and
+/// `DIR/ca.key` (mode 0600).
+pub fn init(dir: &Path, cluster: &str) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    anyhow::ensure!(
+        !dir.join("ca.pem").exists(),
+        "{} already holds a CA",
+        dir.display()
+    );
+    write_pair(dir, "ca", &certs::new_ca(cluster)?)?;
+    println!(
+        "cluster CA written to {}/ca.pem (key: ca.key, mode 0600)",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `norn certs node NAME`: a node certificate with a new random node id.
+pub fn node(dir: &Path, name: &str) -> anyhow::Result<NodeId> {
+    check_name(name)?;
+    let id = NodeId(rand::random());
+    write_pair(dir, name, &certs::issue_node(&read_ca(dir)?, name, id)?)?;
+    println!(
+        "node {name} (id {id}) written to {}/{name}.pem and {name}.key",
+        dir.display()
+    );
+    Ok(id)
+}
+
+/// `norn certs client NAME`: a client certificate.
+pub fn client(dir: &Path, name: &str) -> anyhow::Result<()> {
+    check_name(name)?;
+    write_pair(dir, name, &certs::issue_client(&read_ca(dir)?, name)?)?;
+    println!(
+        "client {name} written to {}/{name}.pem and {name}.key",
+        dir.display()
+    );
+    Ok(())
+}

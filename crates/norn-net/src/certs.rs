@@ -1,0 +1,143 @@
+//! The cluster CA and the certificates it signs.
+//!
+//! Every node certificate carries the DNS name [`NODE_SERVER_NAME`] (what
+//! peers verify when they connect) and the URI `urn:norn:node:<id>`, which is
+//! the node's identity: a node takes its id from its own certificate, and
+//! peers take it from the certificate they verified. A client certificate
+//! carries `urn:norn:client:<name>` instead. Keys are ECDSA P-256.
+
+use std::io::Write;
+use std::path::Path;
+
+use norn_ring::NodeId;
+use rcgen::{
+    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
+};
+
+use crate::error::NetError;
+
+/// The server name every node certificate holds and every connection asks for.
+pub const NODE_SERVER_NAME: &str = "node.norn";
+const NODE_URI_PREFIX: &str = "urn:norn:node:";
+const CLIENT_URI_PREFIX: &str = "urn:norn:client:";
+
+/// A certificate and its private key, both PEM.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+/// The URI SAN naming node `id`.
+pub fn node_uri(id: NodeId) -> String {
+    format!("{NODE_URI_PREFIX}{id}")
+}
+
+/// The URI SAN naming client `name`.
+pub fn client_uri(name: &str) -> String {
+    format!("{CLIENT_URI_PREFIX}{name}")
+}
+
+/// Parses a URI SAN back into what it names.
+pub fn parse_identity_uri(uri: &str) -> Option<crate::tls::PeerIdentity> {
+    if let Some(hex) = uri.strip_prefix(NODE_URI_PREFIX) {
+        return u64::from_str_radix(hex, 16)
+            .ok()
+            .map(|id| crate::tls::PeerIdentity::Node(NodeId(id)));
+    }
+    uri.strip_prefix(CLIENT_URI_PREFIX)
+        .map(|name| crate::tls::PeerIdentity::Client(name.to_string()))
+}
+
+fn cert_error(e: impl std::fmt::Display) -> NetError {
+    NetError::Certificate {
+        reason: e.to_string(),
+    }
+}
+
+fn ia5(s: &str) -> Result<rcgen::Ia5String, NetError> {
+    rcgen::Ia5String::try_from(s.to_string()).map_err(cert_error)
+}
+
+/// A new cluster CA named `cluster`.
+pub fn new_ca(cluster: &str) -> Result<Issued, NetError> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
+    params
+        .distinguished_name
+        .push(DnType::CommonName, format!("norn cluster CA {cluster}"));
+    params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate().map_err(cert_error)?;
+    let cert = params.self_signed(&key).map_err(cert_error)?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// A node certificate for `name` with identity `id`, signed by `ca`.
+pub fn issue_node(ca: &Issued, name: &str, id: NodeId) -> Result<Issued, NetError> {
+    let mut params =
+        CertificateParams::new(vec![NODE_SERVER_NAME.to_string()]).map_err(cert_error)?;
+    params
+        .subject_alt_names
+        .push(SanType::URI(ia5(&node_uri(id))?));
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    sign(ca, params)
+}
+
+/// A client certificate for `name`, signed by `ca`.
+pub fn issue_client(ca: &Issued, name: &str) -> Result<Issued, NetError> {
+    let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
+    params
+        .subject_alt_names
+        .push(SanType::URI(ia5(&client_uri(name))?));
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    sign(ca, params)
+}
+
+fn sign(ca: &Issued, mut params: CertificateParams) -> Result<Issued, NetError> {
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.use_authority_key_identifier_extension = true;
+    let ca_key = KeyPair::from_pem(&ca.key_pem).map_err(cert_error)?;
+    let ca_cert = CertificateParams::from_ca_cert_pem(&ca.cert_pem)
+        .map_err(cert_error)?
+        .self_signed(&ca_key)
+        .map_err(cert_error)?;
+    let key = KeyPair::generate().map_err(cert_error)?;
+    let cert = params
+        .signed_by(&key, &ca_cert, &ca_key)
+        .map_err(cert_error)?;
+    Ok(Issued {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    })
+}
+
+/// Writes a PEM file; private keys get mode 0600 from the start (never a
+/// moment readable by others). Refuses to overwrite an existing file.
+pub fn write_pem(path: &Path, contents: &str, private: bool) -> Result<(), NetError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file_error = |e: std::io::Error| NetError::File {
+        path: path.display().to_string(),
+        reason: e.to_string(),
+    };
+    let mut options = std::fs::OpenOptions::new();
+    options
+        .write(true)
+        .create_new(true)
+        .mode(if private { 0o600 } else { 0o644 });
+    let mut file = options.open(path).map_err(file_error)?;
+    file.write_all(contents.as_bytes()).map_err(file_error)?;
+    file.sync_all().map_err(file_error)
+}

@@ -1,0 +1,276 @@
+//! One QUIC endpoint per node (or per client), and its connection pool.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use norn_proto::{Request, Response};
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use tokio::sync::Mutex;
+
+use crate::certs::NODE_SERVER_NAME;
+use crate::error::NetError;
+pub use crate::rpc::Handler;
+use crate::rpc::{serve_connection, RpcConnection};
+use crate::tls::{peer_identity, PeerIdentity, TlsMaterial};
+
+/// Bounds of an endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndpointLimits {
+    /// Largest frame accepted, in bytes (an 8 MiB value plus headers fits).
+    pub max_frame_bytes: usize,
+    /// Requests in flight per connection, each way.
+    pub max_in_flight_per_connection: usize,
+    /// A connection with no traffic for this long is closed.
+    pub idle_timeout_ms: u64,
+    /// Keep-alive pings keep idle connections open.
+    pub keep_alive_ms: u64,
+    /// How long a connection attempt may take.
+    pub connect_timeout_ms: u64,
+    /// UDP socket send and receive buffers.
+    pub udp_buffer_bytes: usize,
+}
+
+impl Default for EndpointLimits {
+    fn default() -> Self {
+        EndpointLimits {
+            max_frame_bytes: (16 << 20) + (64 << 10),
+            max_in_flight_per_connection: 1024,
+            idle_timeout_ms: 30_000,
+            keep_alive_ms: 5_000,
+            connect_timeout_ms: 3_000,
+            udp_buffer_bytes: 4 << 20,
+        }
+    }
+}
+
+/// A QUIC endpoint with mutual TLS, able to accept and to connect.
+#[derive(Debug)]
+pub struct Endpoint {
+    endpoint: quinn::Endpoint,
+    client_config: quinn::ClientConfig,
+    limits: EndpointLimits,
+    identity: PeerIdentity,
+    /// One slot per remote address; a slot's lock is held while dialing, so
+    /// a slow or dead peer delays only its own callers.
+    pool: std::sync::Mutex<HashMap<SocketAddr, PoolSlot>>,
+}
+
+/// The pooled connection to one address, if any; locked while dialing.
+type PoolSlot = Arc<Mutex<Option<Arc<RpcConnection>>>>;
+
+fn transport(limits: &EndpointLimits) -> Result<Arc<quinn::TransportConfig>, NetError> {
+    let mut transport = quinn::TransportConfig::default();
+    let idle = quinn::IdleTimeout::try_from(Duration::from_millis(limits.idle_timeout_ms))
+        .map_err(|e| NetError::Tls {
+            reason: e.to_string(),
+        })?;
+    transport.max_idle_timeout(Some(idle));
+    transport.keep_alive_interval(Some(Duration::from_millis(limits.keep_alive_ms)));
+    transport.max_concurrent_bidi_streams(1024u32.into());
+    transport.max_concurrent_uni_streams(0u32.into());
+    Ok(Arc::new(transport))
+}
+
+fn udp_socket(addr: SocketAddr, buffer_bytes: usize) -> Result<std::net::UdpSocket, NetError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind_error = |e: std::io::Error| NetError::Bind {
+        addr,
+        reason: e.to_string(),
+    };
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))
+        .map_err(bind_error)?;
+    // Best effort: the kernel caps buffers at net.core.[rw]mem_max.
+    let _ = socket.set_recv_buffer_size(buffer_bytes);
+    let _ = socket.set_send_buffer_size(buffer_bytes);
+    socket.bind(&addr.into()).map_err(bind_error)?;
+    Ok(socket.into())
+}
+
+impl Endpoint {
+    /// An endpoint listening on `addr` (peers and clients) that can also
+    /// connect out.
+    pub fn bind(
+        addr: SocketAddr,
+        tls: &TlsMaterial,
+        limits: EndpointLimits,
+    ) -> Result<Endpoint, NetError> {
+        let server_crypto =
+            QuicServerConfig::try_from(tls.server_crypto()?).map_err(|e| NetError::Tls {
+                reason: e.to_string(),
+            })?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server.transport_config(transport(&limits)?);
+        Endpoint::new(addr, Some(server), tls, limits)
+    }
+
+    /// An endpoint that only connects out (a client).
+    pub fn client(tls: &TlsMaterial, limits: EndpointLimits) -> Result<Endpoint, NetError> {
+        Endpoint::new(SocketAddr::from(([0, 0, 0, 0], 0)), None, tls, limits)
+    }
+
+    fn new(
+        addr: SocketAddr,
+        server: Option<quinn::ServerConfig>,
+        tls: &TlsMaterial,
+        limits: EndpointLimits,
+    ) -> Result<Endpoint, NetError> {
+        let socket = udp_socket(addr, limits.udp_buffer_bytes)?;
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let endpoint =
+            quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
+                .map_err(|e| NetError::Bind {
+                    addr,
+                    reason: e.to_string(),
+                })?;
+        let client_crypto =
+            QuicClientConfig::try_from(tls.client_crypto()?).map_err(|e| NetError::Tls {
+                reason: e.to_string(),
+            })?;
+        let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client_config.transport_config(transport(&limits)?);
+        Ok(Endpoint {
+            endpoint,
+            client_config,
+            limits,
+            identity: tls.own_identity()?,
+            pool: Default::default(),
+        })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr, NetError> {
+        self.endpoint.local_addr().map_err(|e| NetError::Bind {
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            reason: e.to_string(),
+        })
+    }
+
+    /// This endpoint's own identity, from its certificate.
+    pub fn identity(&self) -> &PeerIdentity {
+        &self.identity
+    }
+
+    /// Accepts connections until the endpoint closes, serving each with
+    /// `handler`. A peer that fails the handshake (no certificate, another
+    /// CA, a self-signed one) is refused and the refusal logged.
+    pub async fn serve(&self, handler: Handler) {
+        while let Some(incoming) = self.endpoint.accept().await {
+            let (handler, limits) = (handler.clone(), self.limits);
+            tokio::spawn(async move {
+                let remote = incoming.remote_address();
+                let connection = match incoming.await {
+                    Ok(connection) => connection,
+                    Err(e) => {
+                        tracing::warn!(peer = %remote, error = %e, "refused connection: TLS handshake failed");
+                        return;
+                    }
+                };
+                let peer = match peer_identity(&connection) {
+                    Ok(peer) => peer,
+                    Err(e) => {
+                        tracing::warn!(peer = %remote, error = %e, "refused connection");
+                        connection.close(1u32.into(), b"no norn identity");
+                        return;
+                    }
+                };
+                tracing::debug!(peer = %remote, identity = %peer, "accepted connection");
+                serve_connection(
+                    connection,
+                    peer,
+                    handler,
+                    limits.max_frame_bytes,
+                    limits.max_in_flight_per_connection,
+                )
+                .await;
+            });
+        }
+    }
+
+    /// A pooled connection to the node at `addr`, opened if needed.
+    pub async fn connection(&self, addr: SocketAddr) -> Result<Arc<RpcConnection>, NetError> {
+        let slot = self.slot(addr);
+        let mut slot = slot.lock().await;
+        if let Some(existing) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(existing.clone());
+        }
+        let connection = Arc::new(self.connect(addr).await?);
+        *slot = Some(connection.clone());
+        Ok(connection)
+    }
+
+    fn slot(&self, addr: SocketAddr) -> PoolSlot {
+        let mut pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        pool.entry(addr).or_default().clone()
+    }
+
+    async fn connect(&self, addr: SocketAddr) -> Result<RpcConnection, NetError> {
+        let connect_error = |e: &dyn std::fmt::Display| NetError::Connect {
+            addr,
+            reason: e.to_string(),
+        };
+        let connecting = self
+            .endpoint
+            .connect_with(self.client_config.clone(), addr, NODE_SERVER_NAME)
+            .map_err(|e| connect_error(&e))?;
+        let timeout = Duration::from_millis(self.limits.connect_timeout_ms);
+        let connection = tokio::time::timeout(timeout, connecting)
+            .await
+            .map_err(|_| connect_error(&"timed out"))?
+            .map_err(|e| connect_error(&e))?;
+        let peer = peer_identity(&connection)?;
+        if !matches!(peer, PeerIdentity::Node(_)) {
+            connection.close(1u32.into(), b"not a node");
+            return Err(NetError::PeerIdentity {
+                addr,
+                reason: format!("{peer} is not a node"),
+            });
+        }
+        RpcConnection::open(
+            connection,
+            peer,
+            self.limits.max_frame_bytes,
+            self.limits.max_in_flight_per_connection,
+        )
+        .await
+    }
+
+    /// Sends `request` to the node at `addr` and waits for its response.
+    /// A broken pooled connection is dropped so that the next call redials.
+    pub async fn call(
+        &self,
+        addr: SocketAddr,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, NetError> {
+        let connection = self.connection(addr).await?;
+        let outcome = connection.call(request, timeout).await;
+        if matches!(outcome, Err(NetError::ConnectionLost { .. })) {
+            *self.slot(addr).lock().await = None;
+        }
+        outcome
+    }
+
+    /// Resolves `host:port`.
+    pub async fn resolve(address: &str) -> Result<SocketAddr, NetError> {
+        let resolve_error = |reason: String| NetError::Resolve {
+            address: address.to_string(),
+            reason,
+        };
+        tokio::net::lookup_host(address)
+            .await
+            .map_err(|e| resolve_error(e.to_string()))?
+            .next()
+            .ok_or_else(|| resolve_error("no address".into()))
+    }
+
+    /// Closes every connection and stops accepting.
+    pub fn close(&self) {
+        self.endpoint.close(0u32.into(), b"shutting down");
+    }
+
+    /// Waits until every connection has closed cleanly.
+    pub async fn wait_idle(&self) {
+        self.endpoint.wait_idle().await;
+    }
+}

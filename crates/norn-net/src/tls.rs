@@ -1,0 +1,164 @@
+//! TLS material and identities: mutual TLS 1.3 against the cluster CA.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use norn_ring::NodeId;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::RootCertStore;
+
+use crate::certs::parse_identity_uri;
+use crate::error::NetError;
+
+/// The one application protocol norn speaks.
+pub const ALPN: &[u8] = b"norn/1";
+
+/// Where a node's or client's PEM files are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca_cert: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// Who is at the other end of a verified connection.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PeerIdentity {
+    Node(NodeId),
+    Client(String),
+}
+
+impl std::fmt::Display for PeerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PeerIdentity::Node(id) => write!(f, "node {id}"),
+            PeerIdentity::Client(name) => write!(f, "client {name}"),
+        }
+    }
+}
+
+/// Loaded certificates and key.
+#[derive(Debug)]
+pub struct TlsMaterial {
+    ca: CertificateDer<'static>,
+    chain: Vec<CertificateDer<'static>>,
+    key: PrivateKeyDer<'static>,
+}
+
+fn file_error(path: &Path, reason: impl std::fmt::Display) -> NetError {
+    NetError::File {
+        path: path.display().to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+fn tls_error(reason: impl std::fmt::Display) -> NetError {
+    NetError::Tls {
+        reason: reason.to_string(),
+    }
+}
+
+/// Refuses a private key that group or others can read.
+pub fn check_private_key_mode(path: &Path) -> Result<(), NetError> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path)
+        .map_err(|e| file_error(path, e))?
+        .permissions()
+        .mode();
+    if mode & 0o077 != 0 {
+        return Err(NetError::KeyPermissions {
+            path: path.display().to_string(),
+            mode: mode & 0o777,
+        });
+    }
+    Ok(())
+}
+
+impl TlsMaterial {
+    pub fn load(files: &TlsFiles) -> Result<TlsMaterial, NetError> {
+        let ca = CertificateDer::from_pem_file(&files.ca_cert)
+            .map_err(|e| file_error(&files.ca_cert, e))?;
+        let chain = CertificateDer::pem_file_iter(&files.cert)
+            .map_err(|e| file_error(&files.cert, e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| file_error(&files.cert, e))?;
+        if chain.is_empty() {
+            return Err(file_error(&files.cert, "no certificate in file"));
+        }
+        let key =
+            PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_error(&files.key, e))?;
+        Ok(TlsMaterial { ca, chain, key })
+    }
+
+    /// The identity this material's own certificate names.
+    pub fn own_identity(&self) -> Result<PeerIdentity, NetError> {
+        identity_from_certificate(&self.chain[0])
+            .ok_or_else(|| tls_error("own certificate names no norn identity"))
+    }
+
+    fn roots(&self) -> Result<Arc<RootCertStore>, NetError> {
+        let mut roots = RootCertStore::empty();
+        roots.add(self.ca.clone()).map_err(tls_error)?;
+        Ok(Arc::new(roots))
+    }
+
+    /// TLS for accepting: a client certificate chaining to the CA is required.
+    pub fn server_crypto(&self) -> Result<rustls::ServerConfig, NetError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone())
+            .build()
+            .map_err(tls_error)?;
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(tls_error)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(tls_error)?;
+        config.alpn_protocols = vec![ALPN.to_vec()];
+        Ok(config)
+    }
+
+    /// TLS for connecting: the server must chain to the CA and present the
+    /// node server name; this side presents its own certificate.
+    pub fn client_crypto(&self) -> Result<rustls::ClientConfig, NetError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(tls_error)?
+            .with_root_certificates(self.roots()?)
+            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
+            .map_err(tls_error)?;
+        config.alpn_protocols = vec![ALPN.to_vec()];
+        Ok(config)
+    }
+}
+
+/// The identity a certificate names in its URI SAN, if any.
+pub fn identity_from_certificate(der: &CertificateDer<'_>) -> Option<PeerIdentity> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let sans = cert.subject_alternative_name().ok()??;
+    sans.value.general_names.iter().find_map(|name| match name {
+        x509_parser::extensions::GeneralName::URI(uri) => parse_identity_uri(uri),
+        _ => None,
+    })
+}
+
+/// The verified identity of the peer of an established connection.
+pub fn peer_identity(connection: &quinn::Connection) -> Result<PeerIdentity, NetError> {
+    let addr = connection.remote_address();
+    let refused = |reason: &str| NetError::PeerIdentity {
+        addr,
+        reason: reason.to_string(),
+    };
+    let certs = connection
+        .peer_identity()
+        .ok_or_else(|| refused("no certificate"))?
+        .downcast::<Vec<CertificateDer<'static>>>()
+        .map_err(|_| refused("unexpected certificate type"))?;
+    let leaf = certs
+        .first()
+        .ok_or_else(|| refused("empty certificate chain"))?;
+    identity_from_certificate(leaf).ok_or_else(|| refused("certificate names no norn identity"))
+}

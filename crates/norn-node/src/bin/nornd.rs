@@ -1,0 +1,41 @@
+//! `nornd`: the norn node daemon. `nornd --config FILE`; stops cleanly on
+//! SIGTERM or Ctrl-C.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Parser;
+use norn_node::{Node, NodeConfig};
+
+/// The norn node daemon.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// The node's TOML configuration (see nornd.example.toml).
+    #[arg(long, short, env = "NORND_CONFIG")]
+    config: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,quinn=warn,rustls=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let config = NodeConfig::load(&args.config)?;
+    let node = Node::start(config).await.context("node did not start")?;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("SIGTERM handler")?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    };
+    node.run(shutdown).await?;
+    Ok(())
+}

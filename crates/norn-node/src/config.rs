@@ -1,0 +1,313 @@
+//! The node's TOML configuration. Every field is documented with its bounds;
+//! `nornd.example.toml` at the repository root is a commented example.
+//! Relative paths are taken from the directory of the config file.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use norn_membership::MembershipConfig;
+use norn_merkle::TreeShape;
+use norn_net::{EndpointLimits, TlsFiles};
+use serde::Deserialize;
+
+use crate::error::NodeError;
+
+/// A node's whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    pub node: NodeSection,
+    pub tls: TlsSection,
+    #[serde(default)]
+    pub ring: RingSection,
+    #[serde(default)]
+    pub membership: MembershipConfig,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub limits: LimitsSection,
+}
+
+/// Who and where the node is.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    /// Human name, 1..=64 bytes of `[A-Za-z0-9._-]`.
+    pub name: String,
+    /// Failure domain, 1..=64 bytes; preference lists spread over zones.
+    #[serde(default = "default_zone")]
+    pub zone: String,
+    /// Relative capacity, 1..=65536.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// UDP address of the QUIC endpoint; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Address peers and clients use, if not the bound one.
+    #[serde(default)]
+    pub advertise: Option<SocketAddr>,
+    /// Nodes to gossip with at start, `host:port`; at most 64.
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    /// Directory of the node's database and run files.
+    pub data_dir: PathBuf,
+}
+
+/// Where the node's certificates are.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// The cluster CA certificate (PEM).
+    pub ca_cert: PathBuf,
+    /// This node's certificate (PEM), from `norn certs node NAME`.
+    pub cert: PathBuf,
+    /// This node's private key (PEM); must not be readable by others.
+    pub key: PathBuf,
+}
+
+/// How a ring this node creates is shaped.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RingSection {
+    /// log2 of the partition count of a new ring, 4..=16.
+    pub partition_bits: u8,
+    /// Replicas per key unless a request says otherwise, 1..=n_max.
+    pub default_n: u8,
+    /// Largest N a request may ask for, 1..=16.
+    pub n_max: u8,
+}
+
+impl Default for RingSection {
+    fn default() -> Self {
+        RingSection {
+            partition_bits: norn_ring::PARTITION_BITS_DEFAULT,
+            default_n: 3,
+            n_max: 5,
+        }
+    }
+}
+
+/// The storage engine.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageSection {
+    /// fsync every write before acknowledging it (else: WAL without fsync).
+    pub sync_every_write: bool,
+    /// Most bytes of hints queued for one target, 1 MiB..=64 GiB.
+    pub hint_bytes_max_per_target: u64,
+    /// Hash tree children per node, a power of two in 2..=64.
+    pub tree_fanout: u32,
+    /// Hash tree levels below the root, 1..=4.
+    pub tree_depth: u8,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        let shape = TreeShape::default();
+        StorageSection {
+            sync_every_write: false,
+            hint_bytes_max_per_target: 256 << 20,
+            tree_fanout: shape.fanout,
+            tree_depth: shape.depth,
+        }
+    }
+}
+
+/// Bounds on the wire.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSection {
+    /// Largest frame accepted, 64 KiB..=64 MiB.
+    pub max_frame_bytes: usize,
+    /// Requests in flight per connection, 1..=65536.
+    pub max_in_flight_per_connection: usize,
+    /// Timeout of a request to a peer, 10..=600,000 ms.
+    pub peer_request_timeout_ms: u64,
+}
+
+impl Default for LimitsSection {
+    fn default() -> Self {
+        let limits = EndpointLimits::default();
+        LimitsSection {
+            max_frame_bytes: limits.max_frame_bytes,
+            max_in_flight_per_connection: limits.max_in_flight_per_connection,
+            peer_request_timeout_ms: 2_000,
+        }
+    }
+}
+
+fn default_zone() -> String {
+    "default".to_string()
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl NodeConfig {
+    /// Reads, parses and validates `path`, resolving relative paths against
+    /// its directory.
+    pub fn load(path: &Path) -> Result<NodeConfig, NodeError> {
+        let invalid = |reason: String| NodeError::Config {
+            path: path.display().to_string(),
+            reason,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        for p in [
+            &mut config.node.data_dir,
+            &mut config.tls.ca_cert,
+            &mut config.tls.cert,
+            &mut config.tls.key,
+        ] {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        }
+        config.validate().map_err(invalid)?;
+        Ok(config)
+    }
+
+    /// Checks every bound; the message names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        let name_ok = |s: &str| {
+            (1..=64).contains(&s.len())
+                && s.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        };
+        if !name_ok(&self.node.name) {
+            return Err(format!(
+                "node.name {:?} must be 1..=64 of [A-Za-z0-9._-]",
+                self.node.name
+            ));
+        }
+        if !(1..=64).contains(&self.node.zone.len()) {
+            return Err(format!(
+                "node.zone {:?} must be 1..=64 bytes",
+                self.node.zone
+            ));
+        }
+        if !(1..=norn_ring::ring::WEIGHT_MAX).contains(&self.node.weight) {
+            return Err(format!(
+                "node.weight {} must be 1..=65536",
+                self.node.weight
+            ));
+        }
+        if self.node.seeds.len() > 64 {
+            return Err("node.seeds holds more than 64 addresses".into());
+        }
+        let ring = &self.ring;
+        if !(norn_ring::PARTITION_BITS_MIN..=norn_ring::PARTITION_BITS_MAX)
+            .contains(&ring.partition_bits)
+        {
+            return Err(format!(
+                "ring.partition_bits {} must be 4..=16",
+                ring.partition_bits
+            ));
+        }
+        if !(1..=16).contains(&ring.n_max) || !(1..=ring.n_max).contains(&ring.default_n) {
+            return Err(format!(
+                "ring.n_max {} must be 1..=16 and ring.default_n {} 1..=n_max",
+                ring.n_max, ring.default_n
+            ));
+        }
+        self.membership.validate().map_err(|e| e.to_string())?;
+        let storage = &self.storage;
+        if !((1 << 20)..=(64 << 30)).contains(&storage.hint_bytes_max_per_target) {
+            return Err(format!(
+                "storage.hint_bytes_max_per_target {} must be 1 MiB..=64 GiB",
+                storage.hint_bytes_max_per_target
+            ));
+        }
+        TreeShape::new(storage.tree_fanout, storage.tree_depth)
+            .map_err(|e| format!("storage: {e}"))?;
+        let limits = &self.limits;
+        if !((64 << 10)..=(64 << 20)).contains(&limits.max_frame_bytes) {
+            return Err(format!(
+                "limits.max_frame_bytes {} must be 64 KiB..=64 MiB",
+                limits.max_frame_bytes
+            ));
+        }
+        if !(1..=65_536).contains(&limits.max_in_flight_per_connection) {
+            return Err(format!(
+                "limits.max_in_flight_per_connection {} must be 1..=65536",
+                limits.max_in_flight_per_connection
+            ));
+        }
+        if !(10..=600_000).contains(&limits.peer_request_timeout_ms) {
+            return Err(format!(
+                "limits.peer_request_timeout_ms {} must be 10..=600000",
+                limits.peer_request_timeout_ms
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn tls_files(&self) -> TlsFiles {
+        TlsFiles {
+            ca_cert: self.tls.ca_cert.clone(),
+            cert: self.tls.cert.clone(),
+            key: self.tls.key.clone(),
+        }
+    }
+
+    pub fn endpoint_limits(&self) -> EndpointLimits {
+        EndpointLimits {
+            max_frame_bytes: self.limits.max_frame_bytes,
+            max_in_flight_per_connection: self.limits.max_in_flight_per_connection,
+            ..EndpointLimits::default()
+        }
+    }
+
+    pub fn tree_shape(&self) -> TreeShape {
+        TreeShape {
+            fanout: self.storage.tree_fanout,
+            depth: self.storage.tree_depth,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<NodeConfig, String> {
+        let config: NodeConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    const MINIMAL: &str = r#"
+        [node]
+        name = "n1"
+        listen = "127.0.0.1:0"
+        data_dir = "data"
+        [tls]
+        ca_cert = "ca.pem"
+        cert = "n1.pem"
+        key = "n1.key"
+    "#;
+
+    #[test]
+    fn a_minimal_config_takes_defaults() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.ring.default_n, 3);
+        assert_eq!(config.node.zone, "default");
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../../nornd.example.toml");
+        parse(text).expect("the example parses and validates");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_bounds_are_refused() {
+        assert!(parse(&format!("{MINIMAL}\n[storage]\nsync_evry_write = true")).is_err());
+        let err =
+            parse(&format!("{MINIMAL}\n[ring]\npartition_bits = 20")).expect_err("out of bounds");
+        assert!(err.contains("ring.partition_bits"), "{err}");
+        let err = parse(&MINIMAL.replace("\"n1\"\n", "\"bad name!\"\n")).expect_err("bad name");
+        assert!(err.contains("node.name"), "{err}");
+    }
+}

@@ -1,0 +1,26 @@
+//! Why a node cannot start or serve.
+
+/// Start-up and service errors of a node. Each says what to fix; none
+/// leaves anything half-written (identity and ring writes are single
+/// fsynced records).
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("config {path}: {reason}")]
+    Config { path: String, reason: String },
+    #[error(transparent)]
+    Net(#[from] norn_net::NetError),
+    #[error(transparent)]
+    Storage(#[from] norn_storage::StorageError),
+    #[error("certificate names {found}, not a node: issue one with `norn certs node NAME`")]
+    NotANodeCertificate { found: String },
+    #[error("data directory {dir} belongs to node {stored}, but the certificate names node {certificate}")]
+    WrongDataDirectory {
+        dir: String,
+        stored: String,
+        certificate: String,
+    },
+    #[error("stored {what} is unreadable: {reason}")]
+    Meta { what: &'static str, reason: String },
+    #[error("I/O error on {path}: {reason}")]
+    Io { path: String, reason: String },
+}

@@ -1,0 +1,18 @@
+//! The norn node: wires storage, transport and membership together.
+//!
+//! - [`config`]: [`NodeConfig`], the TOML configuration, validated at load.
+//! - [`identity`]: the node's persistent id, incarnation and actor id.
+//! - [`plan`]: pure planning of ring changes from staged changes.
+//! - [`node`]: [`Node`], the running node: gossip loop, request handling,
+//!   admin service, shutdown.
+//! - [`error`]: [`NodeError`], why a node cannot start or serve.
+
+pub mod config;
+pub mod error;
+pub mod identity;
+pub mod node;
+pub mod plan;
+
+pub use config::NodeConfig;
+pub use error::NodeError;
+pub use node::Node;

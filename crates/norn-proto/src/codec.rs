@@ -1,0 +1,78 @@
+//! The codec: bincode 2.0.1 with the standard configuration (little-endian,
+//! varint integers) and a byte limit. Everything norn puts on the wire or on
+//! disk goes through [`encode`] and [`decode`], so the format can change here
+//! and nowhere else.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::ProtoError;
+
+/// The most bytes one decode may take as input, and so claim for byte
+/// strings. Frames and stored records are each smaller than this.
+pub const DECODE_LIMIT_BYTES: usize = 64 << 20;
+
+/// The smallest byte limit a decode uses.
+const DECODE_LIMIT_FLOOR_BYTES: usize = 4 << 10;
+
+fn config<const LIMIT: usize>() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<LIMIT>()
+}
+
+/// Appends the encoding of `value` to `out`.
+pub fn encode_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), ProtoError> {
+    bincode::serde::encode_into_std_write(value, out, config::<DECODE_LIMIT_BYTES>())
+        .map(|_| ())
+        .map_err(|e| ProtoError::Encode {
+            reason: e.to_string(),
+        })
+}
+
+/// The encoding of `value`.
+pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ProtoError> {
+    let mut out = Vec::new();
+    encode_into(value, &mut out)?;
+    Ok(out)
+}
+
+/// Decodes exactly one `T` from all of `bytes`: trailing bytes are an error.
+///
+/// The byte limit follows the input: the next power of two at or above its
+/// length (at least 4 KiB). A length prefix inside the payload can then claim
+/// at most about twice the input, so a small hostile frame cannot make the
+/// node allocate much; a genuine byte string is never longer than the input.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtoError> {
+    if bytes.len() > DECODE_LIMIT_BYTES {
+        return Err(ProtoError::FrameTooLarge {
+            len: bytes.len(),
+            max: DECODE_LIMIT_BYTES,
+        });
+    }
+    match bytes
+        .len()
+        .max(DECODE_LIMIT_FLOOR_BYTES)
+        .next_power_of_two()
+    {
+        0..=4096 => decode_limited::<T, 4096>(bytes),
+        4097..=65536 => decode_limited::<T, 65536>(bytes),
+        65537..=1048576 => decode_limited::<T, 1048576>(bytes),
+        1048577..=4194304 => decode_limited::<T, 4194304>(bytes),
+        4194305..=16777216 => decode_limited::<T, 16777216>(bytes),
+        _ => decode_limited::<T, DECODE_LIMIT_BYTES>(bytes),
+    }
+}
+
+fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T, ProtoError> {
+    let (value, read) =
+        bincode::serde::decode_from_slice(bytes, config::<LIMIT>()).map_err(|e| {
+            ProtoError::Decode {
+                reason: e.to_string(),
+            }
+        })?;
+    if read != bytes.len() {
+        return Err(ProtoError::TrailingBytes {
+            trailing: bytes.len() - read,
+        });
+    }
+    Ok(value)
+}

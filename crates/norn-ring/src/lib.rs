@@ -1,0 +1,19 @@
+//! The consistent-hash ring of norn. Pure: no I/O, no clock, no randomness.
+//!
+//! - [`hash`]: the placement hash of a `(bucket, key)` and its partition. The
+//!   hash is part of the on-disk and on-wire contract and never changes.
+//! - [`claim`]: which node owns each partition. Ownership is balanced by
+//!   weight (every node owns the floor or the ceiling of its share) and moves
+//!   as little as possible when nodes join or leave.
+//! - [`ring`]: the versioned, serializable [`Ring`] and its zone-aware
+//!   [`PreferenceList`]s.
+
+pub mod claim;
+pub mod hash;
+pub mod ring;
+
+pub use hash::{partition_of, placement_hash, Partition};
+pub use ring::{
+    NodeId, PreferenceList, Ring, RingError, RingMember, Zone, PARTITION_BITS_DEFAULT,
+    PARTITION_BITS_MAX, PARTITION_BITS_MIN,
+};

@@ -1,0 +1,383 @@
+//! The versioned ring and its preference lists.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use xxhash_rust::xxh3::xxh3_64;
+
+use crate::claim::rebalance;
+use crate::hash::{partition_of, placement_hash, Partition};
+
+/// Fewest partition bits a ring may have (16 partitions).
+pub const PARTITION_BITS_MIN: u8 = 4;
+/// Most partition bits a ring may have (65,536 partitions).
+pub const PARTITION_BITS_MAX: u8 = 16;
+/// Partition bits of a new ring unless configured (256 partitions).
+pub const PARTITION_BITS_DEFAULT: u8 = 8;
+/// Largest weight a member may have.
+pub const WEIGHT_MAX: u32 = 1 << 16;
+
+/// A node's persistent identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeId(pub u64);
+
+impl std::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+/// A failure domain (a rack, a host, an availability zone).
+pub type Zone = String;
+
+/// What the ring knows of a member: where it is and how much it should own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingMember {
+    pub zone: Zone,
+    /// Relative capacity, `1..=WEIGHT_MAX`.
+    pub weight: u32,
+}
+
+/// Why a ring could not be built or changed. No ring is changed by a failed
+/// call: every change returns a new ring.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RingError {
+    #[error("partition bits must be {PARTITION_BITS_MIN}..={PARTITION_BITS_MAX}, got {bits}")]
+    PartitionBits { bits: u8 },
+    #[error("weight of node {node} must be 1..={WEIGHT_MAX}, got {weight}")]
+    Weight { node: NodeId, weight: u32 },
+    #[error("node {node} is already a member")]
+    AlreadyMember { node: NodeId },
+    #[error("node {node} is not a member")]
+    NotMember { node: NodeId },
+    #[error("the last member cannot leave the ring")]
+    LastMember,
+    #[error("ring needs at least one member")]
+    NoMembers,
+    #[error("malformed ring: {reason}")]
+    Malformed { reason: String },
+}
+
+/// The serialized form of a ring; checked by [`Ring::try_from`] on decode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct RingData {
+    version: u64,
+    partition_bits: u8,
+    members: BTreeMap<NodeId, RingMember>,
+    owners: Vec<NodeId>,
+}
+
+/// A versioned assignment of `2^partition_bits` partitions to members.
+///
+/// Rings are values: every change returns a new ring with the next version.
+/// Two rings of the same version made by concurrent commits are ordered by
+/// [`Ring::supersedes`], the same way on every node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "RingData", into = "RingData")]
+pub struct Ring {
+    data: RingData,
+    /// Per partition, the distinct members in clockwise order from it.
+    walks: Vec<Vec<NodeId>>,
+}
+
+impl TryFrom<RingData> for Ring {
+    type Error = RingError;
+
+    fn try_from(data: RingData) -> Result<Self, RingError> {
+        check_partition_bits(data.partition_bits)?;
+        if data.members.is_empty() {
+            return Err(RingError::NoMembers);
+        }
+        for (&node, member) in &data.members {
+            check_weight(node, member.weight)?;
+        }
+        if data.owners.len() != 1usize << data.partition_bits {
+            return Err(RingError::Malformed {
+                reason: format!(
+                    "{} owners for {} partitions",
+                    data.owners.len(),
+                    1usize << data.partition_bits
+                ),
+            });
+        }
+        if let Some(stranger) = data.owners.iter().find(|o| !data.members.contains_key(o)) {
+            return Err(RingError::Malformed {
+                reason: format!("partition owner {stranger} is not a member"),
+            });
+        }
+        Ok(Ring::from_valid(data))
+    }
+}
+
+impl From<Ring> for RingData {
+    fn from(ring: Ring) -> Self {
+        ring.data
+    }
+}
+
+impl Ring {
+    /// A ring of version 1 whose members are `members`, claimed as if they
+    /// joined one after another in the given order.
+    pub fn new(
+        partition_bits: u8,
+        members: impl IntoIterator<Item = (NodeId, RingMember)>,
+    ) -> Result<Ring, RingError> {
+        check_partition_bits(partition_bits)?;
+        let mut owners = Vec::new();
+        let mut weights = BTreeMap::new();
+        let mut all = BTreeMap::new();
+        for (node, member) in members {
+            check_weight(node, member.weight)?;
+            if owners.is_empty() {
+                owners = vec![node; 1usize << partition_bits];
+            }
+            weights.insert(node, member.weight);
+            if all.insert(node, member).is_some() {
+                return Err(RingError::AlreadyMember { node });
+            }
+            rebalance(&mut owners, &weights, Some(node));
+        }
+        if all.is_empty() {
+            return Err(RingError::NoMembers);
+        }
+        Ok(Ring::from_valid(RingData {
+            version: 1,
+            partition_bits,
+            members: all,
+            owners,
+        }))
+    }
+
+    fn from_valid(data: RingData) -> Ring {
+        let owner_count = data.owners.iter().collect::<BTreeSet<_>>().len();
+        let walks = (0..data.owners.len())
+            .map(|p| distinct_walk(&data.owners, p, owner_count))
+            .collect();
+        Ring { data, walks }
+    }
+
+    /// The next ring with `node` added; partitions move only to `node`.
+    pub fn with_member(&self, node: NodeId, member: RingMember) -> Result<Ring, RingError> {
+        check_weight(node, member.weight)?;
+        if self.data.members.contains_key(&node) {
+            return Err(RingError::AlreadyMember { node });
+        }
+        let mut members = self.data.members.clone();
+        members.insert(node, member);
+        Ok(self.reclaimed(members, Some(node)))
+    }
+
+    /// The next ring without `node`; only its partitions move.
+    pub fn without_member(&self, node: NodeId) -> Result<Ring, RingError> {
+        if !self.data.members.contains_key(&node) {
+            return Err(RingError::NotMember { node });
+        }
+        if self.data.members.len() == 1 {
+            return Err(RingError::LastMember);
+        }
+        let mut members = self.data.members.clone();
+        members.remove(&node);
+        Ok(self.reclaimed(members, None))
+    }
+
+    fn reclaimed(&self, members: BTreeMap<NodeId, RingMember>, joining: Option<NodeId>) -> Ring {
+        let weights = members.iter().map(|(&n, m)| (n, m.weight)).collect();
+        let mut owners = self.data.owners.clone();
+        rebalance(&mut owners, &weights, joining);
+        Ring::from_valid(RingData {
+            version: self.data.version + 1,
+            partition_bits: self.data.partition_bits,
+            members,
+            owners,
+        })
+    }
+
+    /// The same assignment under another version: a commit of several
+    /// staged changes is one new version, not one per change.
+    pub fn with_version(&self, version: u64) -> Ring {
+        Ring {
+            data: RingData {
+                version,
+                ..self.data.clone()
+            },
+            walks: self.walks.clone(),
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.data.version
+    }
+
+    pub fn partition_bits(&self) -> u8 {
+        self.data.partition_bits
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.data.owners.len()
+    }
+
+    pub fn members(&self) -> &BTreeMap<NodeId, RingMember> {
+        &self.data.members
+    }
+
+    /// The owner of each partition, in partition order.
+    pub fn owners(&self) -> &[NodeId] {
+        &self.data.owners
+    }
+
+    pub fn owner(&self, partition: Partition) -> NodeId {
+        self.data.owners[usize::from(partition.0)]
+    }
+
+    /// The partition that holds `(bucket, key)`.
+    pub fn partition_of_key(&self, bucket: &[u8], key: &[u8]) -> Partition {
+        partition_of(placement_hash(bucket, key), self.data.partition_bits)
+    }
+
+    /// A fingerprint of the whole ring, to tell rings of one version apart.
+    pub fn fingerprint(&self) -> u64 {
+        let mut bytes = Vec::with_capacity(self.data.owners.len() * 8 + 64);
+        bytes.extend_from_slice(&self.data.version.to_be_bytes());
+        bytes.push(self.data.partition_bits);
+        for (node, member) in &self.data.members {
+            bytes.extend_from_slice(&node.0.to_be_bytes());
+            bytes.extend_from_slice(&member.weight.to_be_bytes());
+            bytes.extend_from_slice(&(member.zone.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(member.zone.as_bytes());
+        }
+        for owner in &self.data.owners {
+            bytes.extend_from_slice(&owner.0.to_be_bytes());
+        }
+        xxh3_64(&bytes)
+    }
+
+    /// Whether this ring should replace `other`: a higher version wins, and
+    /// of two different rings with one version the higher fingerprint wins.
+    pub fn supersedes(&self, other: &Ring) -> bool {
+        (self.version(), self.fingerprint()) > (other.version(), other.fingerprint())
+    }
+
+    /// The preference list of `partition` for `n` replicas: the first `n`
+    /// distinct members clockwise, taking members from zones not yet used
+    /// first, then every other member as fallbacks in clockwise order.
+    pub fn preference_list(&self, partition: Partition, n: usize) -> PreferenceList {
+        let walk = &self.walks[usize::from(partition.0)];
+        let primaries_wanted = n.min(walk.len());
+        let mut chosen = vec![false; walk.len()];
+        let mut zones_used = BTreeSet::new();
+        let mut nodes = Vec::with_capacity(walk.len());
+        for (i, node) in walk.iter().enumerate() {
+            if nodes.len() == primaries_wanted {
+                break;
+            }
+            if zones_used.insert(&self.data.members[node].zone) {
+                chosen[i] = true;
+                nodes.push(*node);
+            }
+        }
+        for (i, node) in walk.iter().enumerate() {
+            if nodes.len() == primaries_wanted {
+                break;
+            }
+            if !chosen[i] {
+                chosen[i] = true;
+                nodes.push(*node);
+            }
+        }
+        nodes.extend(
+            walk.iter()
+                .zip(&chosen)
+                .filter(|(_, c)| !**c)
+                .map(|(n, _)| *n),
+        );
+        debug_assert_eq!(nodes.iter().collect::<BTreeSet<_>>().len(), nodes.len());
+        PreferenceList {
+            nodes,
+            primaries: primaries_wanted,
+        }
+    }
+}
+
+impl Ring {
+    /// Partitions whose `n` primaries do not span `min(n, zones)` zones,
+    /// counting the zones of the nodes that own partitions.
+    pub fn zone_violations(&self, n: usize) -> usize {
+        let owners: BTreeSet<&NodeId> = self.data.owners.iter().collect();
+        let zones: BTreeSet<&Zone> = owners.iter().map(|o| &self.data.members[*o].zone).collect();
+        let wanted = n.min(zones.len());
+        (0..self.partition_count())
+            .filter(|&p| {
+                let list = self.preference_list(Partition(p as u16), n);
+                let spanned: BTreeSet<&Zone> = list
+                    .primaries()
+                    .iter()
+                    .map(|o| &self.data.members[o].zone)
+                    .collect();
+                spanned.len() < wanted
+            })
+            .count()
+    }
+}
+
+/// The distinct owners met walking clockwise from `start`, at most `limit`.
+fn distinct_walk(owners: &[NodeId], start: usize, limit: usize) -> Vec<NodeId> {
+    let mut seen = BTreeSet::new();
+    let mut walk = Vec::with_capacity(limit);
+    for offset in 0..owners.len() {
+        let node = owners[(start + offset) % owners.len()];
+        if seen.insert(node) {
+            walk.push(node);
+            if walk.len() == limit {
+                break;
+            }
+        }
+    }
+    walk
+}
+
+fn check_partition_bits(bits: u8) -> Result<(), RingError> {
+    if (PARTITION_BITS_MIN..=PARTITION_BITS_MAX).contains(&bits) {
+        Ok(())
+    } else {
+        Err(RingError::PartitionBits { bits })
+    }
+}
+
+fn check_weight(node: NodeId, weight: u32) -> Result<(), RingError> {
+    if (1..=WEIGHT_MAX).contains(&weight) {
+        Ok(())
+    } else {
+        Err(RingError::Weight { node, weight })
+    }
+}
+
+/// The nodes that hold a partition's data: primaries, then fallbacks.
+///
+/// Members that own no partition (possible when there are more members than
+/// partitions) appear in no preference list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreferenceList {
+    nodes: Vec<NodeId>,
+    primaries: usize,
+}
+
+impl PreferenceList {
+    /// The first `n` distinct nodes (fewer only when the ring has fewer).
+    pub fn primaries(&self) -> &[NodeId] {
+        &self.nodes[..self.primaries]
+    }
+
+    /// The nodes that stand in for unreachable primaries, in order.
+    pub fn fallbacks(&self) -> &[NodeId] {
+        &self.nodes[self.primaries..]
+    }
+
+    /// Primaries then fallbacks.
+    pub fn all(&self) -> &[NodeId] {
+        &self.nodes
+    }
+
+    pub fn is_primary(&self, node: NodeId) -> bool {
+        self.primaries().contains(&node)
+    }
+}

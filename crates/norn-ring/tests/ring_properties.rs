@@ -1,0 +1,271 @@
+//! Property tests of the ring's contracts (DESIGN.md, "Data model and
+//! placement"): balance, minimal movement, preference lists, zone diversity,
+//! serialization. Names cite the Dynamo paper where the idea comes from it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use norn_ring::{NodeId, Partition, Ring, RingMember};
+use proptest::prelude::*;
+
+/// Up to 64 members in up to 8 zones with weights 1..=16.
+fn members() -> impl Strategy<Value = Vec<(NodeId, RingMember)>> {
+    (1usize..=8).prop_flat_map(|zones| {
+        prop::collection::vec((0..zones, 1u32..=16), 1..=64).prop_map(|specs| {
+            specs
+                .into_iter()
+                .enumerate()
+                .map(|(i, (zone, weight))| {
+                    let member = RingMember {
+                        zone: format!("z{zone}"),
+                        weight,
+                    };
+                    (NodeId(1000 + i as u64 * 7919), member)
+                })
+                .collect()
+        })
+    })
+}
+
+fn counts(ring: &Ring) -> BTreeMap<NodeId, usize> {
+    let mut counts: BTreeMap<NodeId, usize> = ring.members().keys().map(|&n| (n, 0)).collect();
+    for owner in ring.owners() {
+        *counts.get_mut(owner).expect("owners are members") += 1;
+    }
+    counts
+}
+
+fn assert_balanced(ring: &Ring) -> Result<(), TestCaseError> {
+    let total: u64 = ring.members().values().map(|m| u64::from(m.weight)).sum();
+    let q = ring.partition_count() as u64;
+    for (node, count) in counts(ring) {
+        let scaled = q * u64::from(ring.members()[&node].weight);
+        let floor = scaled / total;
+        let ceil = floor + u64::from(!scaled.is_multiple_of(total));
+        prop_assert!(
+            (floor..=ceil).contains(&(count as u64)),
+            "node {node} owns {count}, bounds {floor}..={ceil}"
+        );
+    }
+    Ok(())
+}
+
+/// How many partitions members that stay must give up after a leave for
+/// the ring to be balanced: `sum(max(count, new floor)) - Q`, or 0.
+fn unavoidable_overflow(after: &Ring, counts_before: &BTreeMap<NodeId, usize>) -> usize {
+    let total: u64 = after.members().values().map(|m| u64::from(m.weight)).sum();
+    let q = after.partition_count();
+    let least: usize = after
+        .members()
+        .iter()
+        .map(|(node, member)| {
+            let floor = (q as u64 * u64::from(member.weight) / total) as usize;
+            counts_before[node].max(floor)
+        })
+        .sum();
+    least.saturating_sub(q)
+}
+
+/// With equal weights a leave never needs more than the leaver's partitions.
+#[test]
+fn equal_weight_leave_moves_only_the_leavers_partitions() {
+    for nodes in 2..=40u64 {
+        for bits in [4u8, 6, 8] {
+            let members = (0..nodes).map(|i| {
+                (
+                    NodeId(i),
+                    RingMember {
+                        zone: "z".into(),
+                        weight: 4,
+                    },
+                )
+            });
+            let before = Ring::new(bits, members).expect("valid ring");
+            let after = before.without_member(NodeId(nodes / 2)).expect("leave");
+            assert_eq!(unavoidable_overflow(&after, &counts(&before)), 0);
+            for (p, from, _) in moved(&before, &after) {
+                assert_eq!(
+                    from,
+                    NodeId(nodes / 2),
+                    "{nodes} nodes, {bits} bits: partition {p}"
+                );
+            }
+        }
+    }
+}
+
+fn moved(before: &Ring, after: &Ring) -> Vec<(usize, NodeId, NodeId)> {
+    before
+        .owners()
+        .iter()
+        .zip(after.owners())
+        .enumerate()
+        .filter(|(_, (b, a))| b != a)
+        .map(|(p, (b, a))| (p, *b, *a))
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    /// Dynamo §4.2 (strategy 3): equal-sized partitions, balanced by weight.
+    #[test]
+    fn claim_is_balanced_by_weight(members in members(), bits in 4u8..=10) {
+        let ring = Ring::new(bits, members).expect("valid ring");
+        assert_balanced(&ring)?;
+    }
+
+    /// Dynamo §4.2: a joining node takes partitions only from others, and the
+    /// ring stays balanced.
+    #[test]
+    fn join_moves_partitions_only_to_the_new_node(
+        members in members(), bits in 4u8..=10, zone in 0u8..8, weight in 1u32..=16,
+    ) {
+        let before = Ring::new(bits, members).expect("valid ring");
+        let newcomer = NodeId(7);
+        let after = before
+            .with_member(newcomer, RingMember { zone: format!("z{zone}"), weight })
+            .expect("join");
+        prop_assert_eq!(after.version(), before.version() + 1);
+        assert_balanced(&after)?;
+        for (partition, from, to) in moved(&before, &after) {
+            prop_assert_eq!(to, newcomer, "partition {} moved {} -> {}", partition, from, to);
+        }
+    }
+
+    /// Dynamo §4.2: a leaving node's partitions are spread over the others.
+    /// Nothing else moves unless balance forces it (see `claim`), and then
+    /// only the unavoidable overflow moves, from members that keep their
+    /// balance bounds, never to a member that is giving partitions away.
+    #[test]
+    fn leave_moves_only_the_leavers_partitions(
+        members in members(), bits in 4u8..=10, pick in any::<prop::sample::Index>(),
+    ) {
+        prop_assume!(members.len() >= 2);
+        let before = Ring::new(bits, members.clone()).expect("valid ring");
+        let leaver = members[pick.index(members.len())].0;
+        let after = before.without_member(leaver).expect("leave");
+        assert_balanced(&after)?;
+        prop_assert!(!after.members().contains_key(&leaver));
+        let (counts_before, counts_after) = (counts(&before), counts(&after));
+        let forced = unavoidable_overflow(&after, &counts_before);
+        let from_others = moved(&before, &after).iter().filter(|(_, from, _)| *from != leaver).count();
+        prop_assert_eq!(from_others, forced, "partitions taken from members that stay");
+        for (partition, from, to) in moved(&before, &after) {
+            prop_assert!(counts_after[&to] > counts_before[&to],
+                "partition {} moved {} -> {}, a member that did not grow", partition, from, to);
+        }
+    }
+
+    /// Dynamo §4.3: the preference list holds distinct nodes; its first N are
+    /// primaries, taken from unused zones first; when the ring has at least N
+    /// zones among its owners, the primaries span N zones.
+    #[test]
+    fn preference_lists_are_distinct_and_zone_diverse(
+        members in members(), bits in 4u8..=8, n in 1usize..=5,
+    ) {
+        let ring = Ring::new(bits, members).expect("valid ring");
+        let owners: BTreeSet<NodeId> = ring.owners().iter().copied().collect();
+        let owner_zones: BTreeSet<&String> =
+            owners.iter().map(|o| &ring.members()[o].zone).collect();
+        for p in 0..ring.partition_count() {
+            let partition = Partition(p as u16);
+            let list = ring.preference_list(partition, n);
+            let all: BTreeSet<NodeId> = list.all().iter().copied().collect();
+            prop_assert_eq!(all.len(), list.all().len(), "duplicates in {:?}", list);
+            prop_assert_eq!(&all, &owners, "every owner appears once");
+            prop_assert_eq!(list.primaries().len(), n.min(owners.len()));
+            prop_assert_eq!(list.primaries()[0], ring.owner(partition), "the owner leads");
+            let zones: BTreeSet<&String> =
+                list.primaries().iter().map(|o| &ring.members()[o].zone).collect();
+            prop_assert_eq!(zones.len(), n.min(owner_zones.len()).min(list.primaries().len()),
+                "primaries {:?} of partition {}", list.primaries(), p);
+        }
+    }
+
+    /// Rings survive encoding, and a decoded ring is the same ring.
+    #[test]
+    fn ring_round_trips_through_serde(members in members(), bits in 4u8..=8) {
+        let ring = Ring::new(bits, members).expect("valid ring");
+        let json = serde_json::to_string(&ring).expect("encode");
+        let decoded: Ring = serde_json::from_str(&json).expect("decode");
+        prop_assert_eq!(decoded.fingerprint(), ring.fingerprint());
+        prop_assert_eq!(decoded, ring);
+    }
+}
+
+#[test]
+fn largest_ring_is_balanced() {
+    let members = (0..5).map(|i| {
+        (
+            NodeId(i),
+            RingMember {
+                zone: format!("z{}", i % 3),
+                weight: 1 + i as u32,
+            },
+        )
+    });
+    let ring = Ring::new(16, members).expect("valid ring");
+    assert_eq!(ring.partition_count(), 65_536);
+    assert_balanced(&ring).expect("balanced");
+}
+
+#[test]
+fn malformed_rings_are_refused_on_decode() {
+    let ring = Ring::new(
+        4,
+        [(
+            NodeId(1),
+            RingMember {
+                zone: "a".into(),
+                weight: 1,
+            },
+        )],
+    )
+    .expect("valid ring");
+    let json = serde_json::to_string(&ring).expect("encode");
+    let short = json.replace("[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]", "[1,1,1]");
+    assert_ne!(short, json, "the test edits the owners list");
+    assert!(serde_json::from_str::<Ring>(&short).is_err());
+    let stranger = json.replace(
+        "[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1]",
+        "[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,2]",
+    );
+    assert!(serde_json::from_str::<Ring>(&stranger).is_err());
+}
+
+#[test]
+fn concurrent_commits_resolve_the_same_way_everywhere() {
+    let base = Ring::new(
+        6,
+        [(
+            NodeId(1),
+            RingMember {
+                zone: "a".into(),
+                weight: 1,
+            },
+        )],
+    )
+    .expect("valid ring");
+    let left = base
+        .with_member(
+            NodeId(2),
+            RingMember {
+                zone: "b".into(),
+                weight: 1,
+            },
+        )
+        .expect("join");
+    let right = base
+        .with_member(
+            NodeId(3),
+            RingMember {
+                zone: "c".into(),
+                weight: 1,
+            },
+        )
+        .expect("join");
+    assert_eq!(left.version(), right.version());
+    assert_ne!(left.supersedes(&right), right.supersedes(&left));
+    assert!(!left.supersedes(&left));
+    assert!(left.supersedes(&base));
+}

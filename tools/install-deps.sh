@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs what building norn needs and a fresh machine may lack: clang and
+# libclang (the rocksdb crate builds RocksDB from source and runs bindgen).
+# Idempotent; installs only what is missing. Needs root to install.
+set -euo pipefail
+
+missing=()
+command -v clang >/dev/null 2>&1 || missing+=(clang)
+if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang\.so\|libclang-[0-9]'; then
+  missing+=(libclang-dev)
+fi
+command -v cargo >/dev/null 2>&1 || { echo "cargo is not installed: install Rust (rustup) first" >&2; exit 1; }
+
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing: ${missing[*]}; run as root, or: sudo apt-get install -y clang libclang-dev" >&2
+  exit 1
+fi
+echo "installing ${missing[*]} (needed to build RocksDB)"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq clang libclang-dev >/dev/null
