@@ -66,13 +66,14 @@ wait_for_file() { # path
   echo "timed out waiting for $1" >&2; return 1
 }
 
-start_node() { # index
+start_node() { # index; pins the node's config to the port it got, so a restart keeps it
   local i=$1
   "$BIN/nornd" --config "$DIR/n$i.toml" > "$DIR/n$i.log" 2>&1 &
   local pid=$!
   started+=("$pid")
   echo "$pid" >> "$DIR/pids"
   wait_for_file "$DIR/n$i/address"
+  sed -i "s/^listen = .*/listen = \"$(tr -d '\n' < "$DIR/n$i/address")\"/" "$DIR/n$i.toml"
 }
 
 write_config 1 ""

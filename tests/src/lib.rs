@@ -1,3 +1,7 @@
-//! Helpers for norn's cluster-level tests. Multi-process, namespace and
-//! history-checking harnesses land here with the cluster, data-path and
-//! proof work; for now it holds cross-crate checks of the foundation.
+//! Harnesses for norn's cluster-level tests.
+//!
+//! - [`cluster`]: [`cluster::TestCluster`], real `nornd` processes on
+//!   loopback with their own CA, free ports and data directories, stopped by
+//!   pid when the test ends, however it ends.
+
+pub mod cluster;

@@ -51,7 +51,7 @@ pub struct Endpoint {
     endpoint: quinn::Endpoint,
     client_config: quinn::ClientConfig,
     limits: EndpointLimits,
-    identity: PeerIdentity,
+    identity: Option<PeerIdentity>,
     /// One slot per remote address; a slot's lock is held while dialing, so
     /// a slow or dead peer delays only its own callers.
     pool: std::sync::Mutex<HashMap<SocketAddr, PoolSlot>>,
@@ -134,7 +134,7 @@ impl Endpoint {
             endpoint,
             client_config,
             limits,
-            identity: tls.own_identity()?,
+            identity: tls.own_identity().ok(),
             pool: Default::default(),
         })
     }
@@ -146,9 +146,10 @@ impl Endpoint {
         })
     }
 
-    /// This endpoint's own identity, from its certificate.
-    pub fn identity(&self) -> &PeerIdentity {
-        &self.identity
+    /// This endpoint's own identity, from its certificate (none when
+    /// anonymous).
+    pub fn identity(&self) -> Option<&PeerIdentity> {
+        self.identity.as_ref()
     }
 
     /// Accepts connections until the endpoint closes, serving each with

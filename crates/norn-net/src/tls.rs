@@ -39,12 +39,13 @@ impl std::fmt::Display for PeerIdentity {
     }
 }
 
-/// Loaded certificates and key.
+/// Loaded certificates and key. Anonymous material (no certificate of its
+/// own) can only connect, and nodes refuse it: it exists so that tests and
+/// probes can show that refusal.
 #[derive(Debug)]
 pub struct TlsMaterial {
     ca: CertificateDer<'static>,
-    chain: Vec<CertificateDer<'static>>,
-    key: PrivateKeyDer<'static>,
+    own: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
 }
 
 fn file_error(path: &Path, reason: impl std::fmt::Display) -> NetError {
@@ -89,12 +90,28 @@ impl TlsMaterial {
         }
         let key =
             PrivateKeyDer::from_pem_file(&files.key).map_err(|e| file_error(&files.key, e))?;
-        Ok(TlsMaterial { ca, chain, key })
+        Ok(TlsMaterial {
+            ca,
+            own: Some((chain, key)),
+        })
+    }
+
+    /// Material that trusts the CA at `ca_cert` but presents no certificate.
+    pub fn anonymous(ca_cert: &Path) -> Result<TlsMaterial, NetError> {
+        let ca = CertificateDer::from_pem_file(ca_cert).map_err(|e| file_error(ca_cert, e))?;
+        Ok(TlsMaterial { ca, own: None })
+    }
+
+    fn own(&self) -> Result<&(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), NetError> {
+        self.own
+            .as_ref()
+            .ok_or_else(|| tls_error("no certificate of its own"))
     }
 
     /// The identity this material's own certificate names.
     pub fn own_identity(&self) -> Result<PeerIdentity, NetError> {
-        identity_from_certificate(&self.chain[0])
+        let (chain, _) = self.own()?;
+        identity_from_certificate(&chain[0])
             .ok_or_else(|| tls_error("own certificate names no norn identity"))
     }
 
@@ -114,7 +131,7 @@ impl TlsMaterial {
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(tls_error)?
             .with_client_cert_verifier(verifier)
-            .with_single_cert(self.chain.clone(), self.key.clone_key())
+            .with_single_cert(self.own()?.0.clone(), self.own()?.1.clone_key())
             .map_err(tls_error)?;
         config.alpn_protocols = vec![ALPN.to_vec()];
         Ok(config)
@@ -124,12 +141,16 @@ impl TlsMaterial {
     /// node server name; this side presents its own certificate.
     pub fn client_crypto(&self) -> Result<rustls::ClientConfig, NetError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(tls_error)?
-            .with_root_certificates(self.roots()?)
-            .with_client_auth_cert(self.chain.clone(), self.key.clone_key())
-            .map_err(tls_error)?;
+            .with_root_certificates(self.roots()?);
+        let mut config = match &self.own {
+            Some((chain, key)) => builder
+                .with_client_auth_cert(chain.clone(), key.clone_key())
+                .map_err(tls_error)?,
+            None => builder.with_no_client_auth(),
+        };
         config.alpn_protocols = vec![ALPN.to_vec()];
         Ok(config)
     }

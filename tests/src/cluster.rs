@@ -1,0 +1,351 @@
+//! Real `nornd` processes on loopback.
+//!
+//! Each node listens on a port the kernel picked (its first start binds
+//! port 0; its config is then rewritten to that port, so that restarts keep
+//! it). Processes are stopped by pid when the cluster is dropped, and the
+//! logs of every node are printed if the test is failing.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use norn_net::certs::{self, Issued};
+use norn_net::tls::TlsMaterial;
+use norn_net::{Endpoint, EndpointLimits, TlsFiles};
+use norn_proto::{MemberInfo, Request, Response};
+use norn_ring::{NodeId, Ring};
+
+/// Where the binaries under test are: `$NORN_BIN_DIR`, else the cargo target
+/// directory this test binary runs from (`make test` builds them first).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("NORN_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps")
+        .to_path_buf()
+}
+
+/// One node of a test cluster.
+#[derive(Debug)]
+pub struct TestNode {
+    pub name: String,
+    pub id: NodeId,
+    pub config: PathBuf,
+    pub data_dir: PathBuf,
+    pub log: PathBuf,
+    pub address: Option<SocketAddr>,
+    child: Option<Child>,
+}
+
+/// A cluster of real nodes in a temporary directory.
+#[derive(Debug)]
+pub struct TestCluster {
+    pub dir: tempfile::TempDir,
+    pub ca: Issued,
+    pub nodes: Vec<TestNode>,
+    admin: Endpoint,
+}
+
+fn write(path: &Path, contents: &str) {
+    std::fs::write(path, contents).unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+}
+
+impl TestCluster {
+    /// Makes a CA, `count` node certificates and configs, and an admin
+    /// client. Nodes are not started.
+    pub fn new(count: usize) -> TestCluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca = certs::new_ca("test").expect("CA");
+        certs::write_pem(&dir.path().join("ca.pem"), &ca.cert_pem, false).expect("ca.pem");
+        let admin = certs::issue_client(&ca, "admin").expect("admin certificate");
+        let files = write_pair(dir.path(), "admin", &admin);
+        let admin = Endpoint::client(
+            &TlsMaterial::load(&files).expect("admin TLS"),
+            EndpointLimits::default(),
+        )
+        .expect("admin endpoint");
+        let mut cluster = TestCluster {
+            dir,
+            ca,
+            nodes: Vec::new(),
+            admin,
+        };
+        for _ in 0..count {
+            cluster.add_node();
+        }
+        cluster
+    }
+
+    /// Adds a node (not started) whose seed is node 0, once it has an address.
+    pub fn add_node(&mut self) -> usize {
+        let index = self.nodes.len();
+        let name = format!("n{}", index + 1);
+        let id = NodeId(0x1000 + index as u64);
+        let issued = certs::issue_node(&self.ca, &name, id).expect("node certificate");
+        write_pair(self.dir.path(), &name, &issued);
+        let node = TestNode {
+            config: self.dir.path().join(format!("{name}.toml")),
+            data_dir: self.dir.path().join(&name),
+            log: self.dir.path().join(format!("{name}.log")),
+            name,
+            id,
+            address: None,
+            child: None,
+        };
+        self.nodes.push(node);
+        self.write_config(index, "127.0.0.1:0".parse().expect("addr"));
+        index
+    }
+
+    fn write_config(&self, index: usize, listen: SocketAddr) {
+        let node = &self.nodes[index];
+        let seeds = match self.nodes.first().and_then(|n| n.address) {
+            Some(seed) if index > 0 => format!("\"{seed}\""),
+            _ => String::new(),
+        };
+        let zone = index % 3;
+        let name = &node.name;
+        write(
+            &node.config,
+            &format!(
+                r#"
+[node]
+name = "{name}"
+zone = "zone-{zone}"
+listen = "{listen}"
+seeds = [{seeds}]
+data_dir = "{name}"
+
+[tls]
+ca_cert = "ca.pem"
+cert = "{name}.pem"
+key = "{name}.key"
+
+[ring]
+partition_bits = 6
+"#
+            ),
+        );
+    }
+
+    /// Starts node `index` and waits for its address; on its first start
+    /// pins its config to the port it got.
+    pub fn start(&mut self, index: usize) -> SocketAddr {
+        let address_file = self.nodes[index].data_dir.join("address");
+        let _ = std::fs::remove_file(&address_file);
+        if self.nodes[index].address.is_none() {
+            self.write_config(index, "127.0.0.1:0".parse().expect("addr"));
+        }
+        let node = &mut self.nodes[index];
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .expect("log file");
+        let child = Command::new(bin_dir().join("nornd"))
+            .arg("--config")
+            .arg(&node.config)
+            .env("RUST_LOG", "info,quinn=warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "starting {} (run `cargo build --bins` first): {e}",
+                    bin_dir().join("nornd").display()
+                )
+            });
+        node.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let address = loop {
+            if let Ok(text) = std::fs::read_to_string(&address_file) {
+                if let Ok(address) = text.trim().parse::<SocketAddr>() {
+                    break address;
+                }
+            }
+            if let Some(status) = node
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "{} exited with {status} at start:\n{}",
+                    node.name,
+                    tail(&node.log)
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not write its address",
+                node.name
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let first_start = node.address.is_none();
+        node.address = Some(address);
+        if first_start {
+            self.write_config(index, address);
+        }
+        address
+    }
+
+    /// Kills node `index` with SIGKILL and reaps it.
+    pub fn kill(&mut self, index: usize) {
+        if let Some(mut child) = self.nodes[index].child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn address(&self, index: usize) -> SocketAddr {
+        self.nodes[index].address.expect("node was started")
+    }
+
+    /// Sends `request` to node `index` as the admin client.
+    pub async fn call(
+        &self,
+        index: usize,
+        request: Request,
+    ) -> Result<Response, norn_net::NetError> {
+        self.admin
+            .call(self.address(index), &request, Duration::from_secs(5))
+            .await
+    }
+
+    pub async fn members(&self, index: usize) -> Vec<MemberInfo> {
+        match self.call(index, Request::AdminMembers).await {
+            Ok(Response::Members(members)) => members,
+            _ => Vec::new(),
+        }
+    }
+
+    pub async fn ring(&self, index: usize) -> Option<Ring> {
+        match self.call(index, Request::AdminRing).await {
+            Ok(Response::Ring(ring)) => ring,
+            _ => None,
+        }
+    }
+
+    /// Whether node `index` sees node `other` up.
+    pub async fn sees_up(&self, index: usize, other: usize) -> bool {
+        let id = self.nodes[other].id;
+        self.members(index)
+            .await
+            .iter()
+            .any(|m| m.member.id == id && m.up)
+    }
+
+    /// Starts nodes `0..count`, stages their joins, commits on node 0, and
+    /// waits until every node holds the ring and sees every other up.
+    pub async fn form(&mut self, count: usize) -> Ring {
+        for index in 0..count {
+            self.start(index);
+        }
+        let seed = self.address(0).to_string();
+        for index in 0..count {
+            let staged = self
+                .call(index, Request::AdminJoin { seed: seed.clone() })
+                .await;
+            assert!(
+                matches!(staged, Ok(Response::Staged(_))),
+                "join of node {index}: {staged:?}"
+            );
+        }
+        wait_until("every join reaches node 0", Duration::from_secs(30), || async {
+            matches!(self.call(0, Request::AdminPlan).await, Ok(Response::Plan(p)) if p.staged.len() == count)
+        })
+        .await;
+        let committed = self.call(0, Request::AdminCommit).await;
+        assert!(
+            matches!(committed, Ok(Response::Committed { version: 1 })),
+            "commit: {committed:?}"
+        );
+        let ring = self
+            .ring(0)
+            .await
+            .expect("node 0 holds the ring it committed");
+        self.wait_converged(0..count, &ring).await;
+        ring
+    }
+
+    /// Waits until every node of `indexes` holds `ring` and sees the others up.
+    pub async fn wait_converged(&self, indexes: std::ops::Range<usize>, ring: &Ring) {
+        wait_until(
+            "every node holds the ring and sees every other up",
+            Duration::from_secs(30),
+            || async {
+                for index in indexes.clone() {
+                    if self.ring(index).await.as_ref() != Some(ring) {
+                        return false;
+                    }
+                    for other in indexes.clone() {
+                        if !self.sees_up(index, other).await {
+                            return false;
+                        }
+                    }
+                }
+                true
+            },
+        )
+        .await;
+    }
+
+    /// The log of node `index` so far.
+    pub fn log(&self, index: usize) -> String {
+        std::fs::read_to_string(&self.nodes[index].log).unwrap_or_default()
+    }
+}
+
+impl Drop for TestCluster {
+    fn drop(&mut self) {
+        for index in 0..self.nodes.len() {
+            self.kill(index);
+        }
+        if std::thread::panicking() {
+            for node in &self.nodes {
+                eprintln!("---- log of {} ----\n{}", node.name, tail(&node.log));
+            }
+        }
+    }
+}
+
+fn write_pair(dir: &Path, name: &str, issued: &Issued) -> TlsFiles {
+    let files = TlsFiles {
+        ca_cert: dir.join("ca.pem"),
+        cert: dir.join(format!("{name}.pem")),
+        key: dir.join(format!("{name}.key")),
+    };
+    certs::write_pem(&files.cert, &issued.cert_pem, false).expect("certificate");
+    certs::write_pem(&files.key, &issued.key_pem, true).expect("key");
+    files
+}
+
+fn tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Polls `condition` every 100 ms until it holds; panics after `timeout`.
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut condition: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if condition().await {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

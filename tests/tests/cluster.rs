@@ -1,0 +1,167 @@
+//! Multi-process tests of the cluster layer: real `nornd` processes on
+//! loopback, QUIC with mutual TLS, gossip, failure detection, ring changes.
+
+use std::time::{Duration, Instant};
+
+use norn_net::certs;
+use norn_net::tls::TlsMaterial;
+use norn_net::{Endpoint, EndpointLimits, TlsFiles};
+use norn_proto::{Request, Response};
+use norn_ring::NodeId;
+use norn_tests::cluster::{wait_until, TestCluster};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_form_a_cluster_and_agree_on_the_ring() {
+    let mut cluster = TestCluster::new(3);
+    let ring = cluster.form(3).await;
+    assert_eq!(ring.version(), 1);
+    assert_eq!(ring.members().len(), 3);
+    let fingerprints: Vec<u64> = {
+        let mut all = Vec::new();
+        for index in 0..3 {
+            all.push(cluster.ring(index).await.expect("ring").fingerprint());
+        }
+        all
+    };
+    assert!(
+        fingerprints.iter().all(|f| *f == ring.fingerprint()),
+        "rings differ: {fingerprints:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_node_is_reported_down_within_10_s_and_returns_with_its_id() {
+    let mut cluster = TestCluster::new(3);
+    cluster.form(3).await;
+    cluster.kill(2);
+    let killed_at = Instant::now();
+    wait_until(
+        "nodes 1 and 2 report node 3 down",
+        Duration::from_secs(20),
+        || async { !cluster.sees_up(0, 2).await && !cluster.sees_up(1, 2).await },
+    )
+    .await;
+    let took = killed_at.elapsed();
+    assert!(
+        took <= Duration::from_secs(10),
+        "reported down after {took:?}"
+    );
+
+    cluster.start(2);
+    wait_until(
+        "node 3 is up again everywhere",
+        Duration::from_secs(20),
+        || async { cluster.sees_up(0, 2).await && cluster.sees_up(1, 2).await },
+    )
+    .await;
+    let members = cluster.members(0).await;
+    let returned = members
+        .iter()
+        .find(|m| m.member.name == "n3")
+        .expect("n3 is a member");
+    assert_eq!(
+        returned.member.id, cluster.nodes[2].id,
+        "same id after restart"
+    );
+    assert_eq!(
+        returned.member.incarnation, 2,
+        "a restart is a new incarnation"
+    );
+}
+
+/// Calls node 0 with `tls`; the call must fail.
+async fn assert_refused(cluster: &TestCluster, tls: &TlsMaterial, what: &str) {
+    let endpoint = Endpoint::client(tls, EndpointLimits::default()).expect("endpoint");
+    let outcome = endpoint
+        .call(cluster.address(0), &Request::Ping, Duration::from_secs(3))
+        .await;
+    assert!(outcome.is_err(), "{what} was accepted: {outcome:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn foreign_self_signed_and_missing_certificates_are_refused_and_logged() {
+    let mut cluster = TestCluster::new(1);
+    cluster.start(0);
+    let dir = cluster.dir.path().to_path_buf();
+    let save = |name: &str, issued: &certs::Issued, ca_pem: &str| {
+        let files = TlsFiles {
+            ca_cert: dir.join(format!("{name}-ca.pem")),
+            cert: dir.join(format!("{name}.pem")),
+            key: dir.join(format!("{name}.key")),
+        };
+        certs::write_pem(&files.ca_cert, ca_pem, false).expect("ca");
+        certs::write_pem(&files.cert, &issued.cert_pem, false).expect("cert");
+        certs::write_pem(&files.key, &issued.key_pem, true).expect("key");
+        TlsMaterial::load(&files).expect("load")
+    };
+    // A node certificate from another CA (it trusts the real CA, so only the
+    // node's verdict on its certificate is tested).
+    let other_ca = certs::new_ca("other").expect("other CA");
+    let foreign = certs::issue_node(&other_ca, "intruder", NodeId(99)).expect("foreign cert");
+    assert_refused(
+        &cluster,
+        &save("foreign", &foreign, &cluster.ca.cert_pem),
+        "a certificate of another CA",
+    )
+    .await;
+    // A self-signed certificate: a CA of its own presented as a leaf.
+    let self_signed = certs::new_ca("self").expect("self-signed");
+    assert_refused(
+        &cluster,
+        &save("self", &self_signed, &cluster.ca.cert_pem),
+        "a self-signed certificate",
+    )
+    .await;
+    // No certificate at all.
+    let anonymous = TlsMaterial::anonymous(&dir.join("ca.pem")).expect("anonymous");
+    assert_refused(&cluster, &anonymous, "a client without a certificate").await;
+
+    wait_until(
+        "the node logged three refusals",
+        Duration::from_secs(10),
+        || async { cluster.log(0).matches("refused connection").count() >= 3 },
+    )
+    .await;
+    // The node still serves a proper client.
+    assert!(matches!(
+        cluster.call(0, Request::Ping).await,
+        Ok(Response::Pong)
+    ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fourth_node_joins_through_plan_and_commit_and_every_node_holds_the_ring() {
+    let mut cluster = TestCluster::new(4);
+    let first = cluster.form(3).await;
+    cluster.start(3);
+    let seed = cluster.address(0).to_string();
+    let staged = cluster.call(3, Request::AdminJoin { seed }).await;
+    assert!(matches!(staged, Ok(Response::Staged(_))), "{staged:?}");
+    let joiner = cluster.nodes[3].id;
+    wait_until("node 0 plans the join", Duration::from_secs(30), || async {
+        match cluster.call(0, Request::AdminPlan).await {
+            Ok(Response::Plan(plan)) => {
+                plan.refusal.is_none() && plan.nodes.iter().any(|n| n.id == joiner && n.gained > 0)
+            }
+            _ => false,
+        }
+    })
+    .await;
+    let Ok(Response::Plan(plan)) = cluster.call(0, Request::AdminPlan).await else {
+        panic!("plan")
+    };
+    for node in &plan.nodes {
+        if node.id != joiner {
+            assert_eq!(node.gained, 0, "only the joiner gains partitions: {node:?}");
+        }
+    }
+    let committed = cluster.call(1, Request::AdminCommit).await;
+    assert!(
+        matches!(committed, Ok(Response::Committed { version: 2 })),
+        "{committed:?}"
+    );
+    let ring = cluster.ring(1).await.expect("ring");
+    assert_eq!(ring.members().len(), 4);
+    assert!(ring.supersedes(&first));
+    cluster.wait_converged(0..4, &ring).await;
+}
