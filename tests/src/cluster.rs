@@ -202,6 +202,42 @@ partition_bits = 6
         }
     }
 
+    /// Sends SIGTERM to node `index` and waits (up to 10 s) for it to exit.
+    pub fn terminate(&mut self, index: usize) -> std::process::ExitStatus {
+        let mut child = self.nodes[index].child.take().expect("node is running");
+        let sent = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -TERM {}", child.id());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "{} did not stop within 10 s of SIGTERM",
+                    self.nodes[index].name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Runs `nornd` for node `index` to completion (for start-up failures).
+    pub fn run_to_exit(&self, index: usize) -> std::process::Output {
+        Command::new(bin_dir().join("nornd"))
+            .arg("--config")
+            .arg(&self.nodes[index].config)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run nornd")
+    }
+
     pub fn address(&self, index: usize) -> SocketAddr {
         self.nodes[index].address.expect("node was started")
     }

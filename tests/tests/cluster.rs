@@ -165,3 +165,86 @@ async fn a_fourth_node_joins_through_plan_and_commit_and_every_node_holds_the_ri
     assert!(ring.supersedes(&first));
     cluster.wait_converged(0..4, &ring).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_a_node_cleanly_and_it_keeps_its_identity() {
+    let mut cluster = TestCluster::new(1);
+    cluster.start(0);
+    let status = cluster.terminate(0);
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        cluster.log(0).contains("stopped"),
+        "log:\n{}",
+        cluster.log(0)
+    );
+    cluster.start(0);
+    let members = cluster.members(0).await;
+    assert_eq!(members[0].member.id, cluster.nodes[0].id);
+    assert_eq!(members[0].member.incarnation, 2);
+}
+
+#[tokio::test]
+async fn a_node_refuses_to_start_with_a_key_readable_by_others() {
+    use std::os::unix::fs::PermissionsExt;
+    let cluster = TestCluster::new(1);
+    let key = cluster.dir.path().join("n1.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let output = cluster.run_to_exit(0);
+    assert!(
+        !output.status.success(),
+        "nornd started with a world-readable key"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("readable by others") && stderr.contains("chmod 600"),
+        "stderr: {stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_claiming_another_nodes_id_is_refused() {
+    use norn_membership::GossipMessage;
+    use norn_proto::ErrorCode;
+    let mut cluster = TestCluster::new(1);
+    cluster.start(0);
+    let dir = cluster.dir.path().to_path_buf();
+    let impostor = certs::issue_node(&cluster.ca, "impostor", NodeId(0x77)).expect("cert");
+    let files = TlsFiles {
+        ca_cert: dir.join("ca.pem"),
+        cert: dir.join("impostor.pem"),
+        key: dir.join("impostor.key"),
+    };
+    certs::write_pem(&files.cert, &impostor.cert_pem, false).expect("cert");
+    certs::write_pem(&files.key, &impostor.key_pem, true).expect("key");
+    let endpoint = Endpoint::client(
+        &TlsMaterial::load(&files).expect("tls"),
+        EndpointLimits::default(),
+    )
+    .expect("endpoint");
+    let lie = GossipMessage::RingPull {
+        from: cluster.nodes[0].id,
+    };
+    let reply = endpoint
+        .call(
+            cluster.address(0),
+            &Request::Gossip(lie),
+            Duration::from_secs(3),
+        )
+        .await;
+    assert!(
+        matches!(&reply, Ok(Response::Error(e)) if e.code == ErrorCode::Forbidden),
+        "{reply:?}"
+    );
+    let truth = GossipMessage::RingPull { from: NodeId(0x77) };
+    let reply = endpoint
+        .call(
+            cluster.address(0),
+            &Request::Gossip(truth),
+            Duration::from_secs(3),
+        )
+        .await;
+    assert!(matches!(reply, Ok(Response::Ack)), "{reply:?}");
+    assert!(cluster
+        .log(0)
+        .contains("refused gossip claiming another node's id"));
+}

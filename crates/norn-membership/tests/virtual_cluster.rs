@@ -166,6 +166,17 @@ impl Cluster {
         }
     }
 
+    /// Commits `ring` on node `i` and carries out what that asks for.
+    fn commit_on(&mut self, i: u64, ring: Ring) {
+        let effects = self
+            .nodes
+            .get_mut(&NodeId(i))
+            .expect("node")
+            .membership
+            .commit_ring(ring);
+        self.apply(NodeId(i), effects);
+    }
+
     fn running(&self) -> impl Iterator<Item = (&NodeId, &Node)> {
         self.nodes.iter().filter(|(_, n)| n.running)
     }
@@ -175,6 +186,20 @@ impl Cluster {
         self.running()
             .all(|(_, n)| ids.iter().all(|id| n.membership.is_up(*id)))
     }
+}
+
+/// A ring of nodes 1..=3, one zone each.
+fn three_node_ring() -> Ring {
+    let members = (1..=3).map(|i| {
+        (
+            NodeId(i),
+            RingMember {
+                zone: format!("z{i}"),
+                weight: 1,
+            },
+        )
+    });
+    Ring::new(6, members).expect("ring")
 }
 
 fn seed() -> u64 {
@@ -263,26 +288,8 @@ fn a_restarted_peer_is_up_again_within_5_s() {
 fn a_committed_ring_reaches_every_node_and_concurrent_commits_agree() {
     let mut cluster = Cluster::new(5, 0.1, seed());
     cluster.run_for(5_000);
-    let base = Ring::new(
-        6,
-        (1..=3).map(|i| {
-            (
-                NodeId(i),
-                RingMember {
-                    zone: format!("z{i}"),
-                    weight: 1,
-                },
-            )
-        }),
-    )
-    .expect("ring");
-    let effects = cluster
-        .nodes
-        .get_mut(&NodeId(1))
-        .expect("node")
-        .membership
-        .commit_ring(base.clone());
-    cluster.apply(NodeId(1), effects);
+    let base = three_node_ring();
+    cluster.commit_on(1, base.clone());
     cluster.run_for(5_000);
     for (id, node) in cluster.running() {
         assert_eq!(node.membership.ring(), Some(&base), "node {id}");
@@ -311,20 +318,8 @@ fn a_committed_ring_reaches_every_node_and_concurrent_commits_agree() {
     } else {
         with5.clone()
     };
-    let effects = cluster
-        .nodes
-        .get_mut(&NodeId(2))
-        .expect("node")
-        .membership
-        .commit_ring(with4);
-    cluster.apply(NodeId(2), effects);
-    let effects = cluster
-        .nodes
-        .get_mut(&NodeId(3))
-        .expect("node")
-        .membership
-        .commit_ring(with5);
-    cluster.apply(NodeId(3), effects);
+    cluster.commit_on(2, with4);
+    cluster.commit_on(3, with5);
     cluster.run_for(5_000);
     for (id, node) in cluster.running() {
         assert_eq!(
@@ -356,26 +351,8 @@ fn staged_changes_spread_and_a_commit_clears_them() {
             "node {id} sees every staged join"
         );
     }
-    let ring = Ring::new(
-        6,
-        (1..=3).map(|i| {
-            (
-                NodeId(i),
-                RingMember {
-                    zone: format!("z{i}"),
-                    weight: 1,
-                },
-            )
-        }),
-    )
-    .expect("ring");
-    let effects = cluster
-        .nodes
-        .get_mut(&NodeId(2))
-        .expect("node")
-        .membership
-        .commit_ring(ring);
-    cluster.apply(NodeId(2), effects);
+    let ring = three_node_ring();
+    cluster.commit_on(2, ring);
     cluster.run_for(5_000);
     for (id, node) in cluster.running() {
         assert!(
