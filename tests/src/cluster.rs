@@ -242,14 +242,15 @@ partition_bits = 6
         self.nodes[index].address.expect("node was started")
     }
 
-    /// Sends `request` to node `index` as the admin client.
+    /// Sends `request` to node `index` as the admin client, redialing once
+    /// if the pooled connection belonged to a previous process of the node.
     pub async fn call(
         &self,
         index: usize,
         request: Request,
     ) -> Result<Response, norn_net::NetError> {
         self.admin
-            .call(self.address(index), &request, Duration::from_secs(5))
+            .call_idempotent(self.address(index), &request, Duration::from_secs(5))
             .await
     }
 
@@ -329,6 +330,87 @@ partition_bits = 6
             },
         )
         .await;
+    }
+
+    /// A quorum write (or delete, `value: None`) through node `index`.
+    pub async fn put(
+        &self,
+        index: usize,
+        key: &str,
+        value: Option<&[u8]>,
+        context: Option<norn_clock::Context>,
+        options: norn_proto::QuorumOptions,
+    ) -> Response {
+        let request = Request::Put {
+            bucket: b"test".to_vec(),
+            key: key.as_bytes().to_vec(),
+            value: value.map(<[u8]>::to_vec),
+            context,
+            options,
+            timeout_ms: Some(3_000),
+            forwarded: false,
+        };
+        self.admin
+            .call(self.address(index), &request, Duration::from_secs(10))
+            .await
+            .expect("put answered")
+    }
+
+    /// A quorum read through node `index`.
+    pub async fn get(
+        &self,
+        index: usize,
+        key: &str,
+        options: norn_proto::QuorumOptions,
+    ) -> Response {
+        let request = Request::Get {
+            bucket: b"test".to_vec(),
+            key: key.as_bytes().to_vec(),
+            options,
+            timeout_ms: Some(3_000),
+        };
+        self.admin
+            .call_idempotent(self.address(index), &request, Duration::from_secs(10))
+            .await
+            .expect("get answered")
+    }
+
+    /// Node `index`'s local copy of a key. Retries a few times, since the
+    /// first call after a restart may meet the previous process's connection.
+    pub async fn replica(&self, index: usize, key: &str) -> Option<norn_clock::Object> {
+        let request = Request::ReplicaGet {
+            bucket: b"test".to_vec(),
+            key: key.as_bytes().to_vec(),
+        };
+        let mut last = None;
+        for _ in 0..10 {
+            match self
+                .admin
+                .call(self.address(index), &request, Duration::from_secs(2))
+                .await
+            {
+                Ok(Response::Replica { object }) => return object,
+                other => last = Some(other),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("replica read of node {index}: {last:?}")
+    }
+
+    /// The index of the node with id `id`.
+    pub fn index_of(&self, id: NodeId) -> usize {
+        self.nodes
+            .iter()
+            .position(|n| n.id == id)
+            .expect("a node of this cluster")
+    }
+
+    /// Pending hints on node `index`, summed over targets.
+    pub async fn pending_hints(&self, index: usize) -> u64 {
+        match self.call(index, Request::AdminHints).await {
+            Ok(Response::Hints(queues)) => queues.iter().map(|(_, hints, _)| hints).sum(),
+            other => panic!("hints of node {index}: {other:?}"),
+        }
     }
 
     /// The log of node `index` so far.

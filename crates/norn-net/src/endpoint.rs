@@ -88,6 +88,27 @@ fn udp_socket(addr: SocketAddr, buffer_bytes: usize) -> Result<std::net::UdpSock
     Ok(socket.into())
 }
 
+/// Random 8-byte connection ids that any process accepts as its own.
+/// quinn's default ids validate only under a per-process key, so a
+/// restarted node would drop its predecessor's packets instead of answering
+/// them with a stateless reset.
+#[derive(Debug, Clone, Copy)]
+struct RandomCids;
+
+impl quinn::ConnectionIdGenerator for RandomCids {
+    fn generate_cid(&mut self) -> quinn::ConnectionId {
+        quinn::ConnectionId::new(&rand::random::<[u8; 8]>())
+    }
+
+    fn cid_len(&self) -> usize {
+        8
+    }
+
+    fn cid_lifetime(&self) -> Option<Duration> {
+        None
+    }
+}
+
 impl Endpoint {
     /// An endpoint listening on `addr` (peers and clients) that can also
     /// connect out.
@@ -118,12 +139,22 @@ impl Endpoint {
     ) -> Result<Endpoint, NetError> {
         let socket = udp_socket(addr, limits.udp_buffer_bytes)?;
         let runtime = Arc::new(quinn::TokioRuntime);
+        let endpoint_config = match tls.reset_secret() {
+            Some(secret) => {
+                let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret);
+                let mut config = quinn::EndpointConfig::new(Arc::new(key));
+                config.cid_generator(|| Box::new(RandomCids));
+                config
+            }
+            None => quinn::EndpointConfig::default(),
+        };
         let endpoint =
-            quinn::Endpoint::new(quinn::EndpointConfig::default(), server, socket, runtime)
-                .map_err(|e| NetError::Bind {
+            quinn::Endpoint::new(endpoint_config, server, socket, runtime).map_err(|e| {
+                NetError::Bind {
                     addr,
                     reason: e.to_string(),
-                })?;
+                }
+            })?;
         let client_crypto =
             QuicClientConfig::try_from(tls.client_crypto()?).map_err(|e| NetError::Tls {
                 reason: e.to_string(),
@@ -247,9 +278,34 @@ impl Endpoint {
         let connection = self.connection(addr).await?;
         let outcome = connection.call(request, timeout).await;
         if matches!(outcome, Err(NetError::ConnectionLost { .. })) {
-            *self.slot(addr).lock().await = None;
+            self.forget(addr, &connection).await;
         }
         outcome
+    }
+
+    /// Like [`Endpoint::call`], for requests that may safely arrive twice
+    /// (reads, merges, gossip): when the pooled connection turns out to be
+    /// dead (its peer restarted, say), the request is sent once more on a
+    /// fresh one.
+    pub async fn call_idempotent(
+        &self,
+        addr: SocketAddr,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, NetError> {
+        match self.call(addr, request, timeout).await {
+            Err(NetError::ConnectionLost { .. }) => self.call(addr, request, timeout).await,
+            outcome => outcome,
+        }
+    }
+
+    /// Drops `connection` from the pool, unless another call replaced it.
+    async fn forget(&self, addr: SocketAddr, connection: &Arc<RpcConnection>) {
+        let slot = self.slot(addr);
+        let mut slot = slot.lock().await;
+        if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, connection)) {
+            *slot = None;
+        }
     }
 
     /// Resolves `host:port`.

@@ -108,6 +108,18 @@ impl TlsMaterial {
             .ok_or_else(|| tls_error("no certificate of its own"))
     }
 
+    /// A secret that stays the same across restarts of its holder (derived
+    /// from its private key), to key QUIC stateless resets: a restarted node
+    /// can then reset the connections its previous process held, and peers
+    /// redial at once instead of waiting out an idle timeout.
+    pub fn reset_secret(&self) -> Option<[u8; 32]> {
+        let (_, key) = self.own.as_ref()?;
+        let mut context = ring::digest::Context::new(&ring::digest::SHA256);
+        context.update(b"norn stateless reset key v1");
+        context.update(key.secret_der());
+        context.finish().as_ref().try_into().ok()
+    }
+
     /// The identity this material's own certificate names.
     pub fn own_identity(&self) -> Result<PeerIdentity, NetError> {
         let (chain, _) = self.own()?;

@@ -26,6 +26,42 @@ pub struct NodeConfig {
     pub storage: StorageSection,
     #[serde(default)]
     pub limits: LimitsSection,
+    #[serde(default)]
+    pub data: DataSection,
+}
+
+/// The data path: sizes, siblings, timeouts, hand-off.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSection {
+    /// Longest bucket name, 1..=255 bytes.
+    pub max_bucket_bytes: usize,
+    /// Longest key, 1..=65536 bytes.
+    pub max_key_bytes: usize,
+    /// Largest value, 1..=32 MiB (and below limits.max_frame_bytes).
+    pub max_value_bytes: usize,
+    /// Siblings past which replies carry a warning, 1..=siblings_max.
+    pub siblings_warn: u32,
+    /// Siblings past which writes are refused, 1..=10000.
+    pub siblings_max: u32,
+    /// Timeout of a client request unless it sets one, 10..=600,000 ms.
+    pub request_timeout_ms: u64,
+    /// How often hints are offered to targets seen up, 100..=600,000 ms.
+    pub hint_delivery_interval_ms: u64,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        DataSection {
+            max_bucket_bytes: 255,
+            max_key_bytes: 4096,
+            max_value_bytes: 8 << 20,
+            siblings_warn: 25,
+            siblings_max: 100,
+            request_timeout_ms: 5_000,
+            hint_delivery_interval_ms: 1_000,
+        }
+    }
 }
 
 /// Who and where the node is.
@@ -233,6 +269,32 @@ impl NodeConfig {
                 "limits.max_in_flight_per_connection {} must be 1..=65536",
                 limits.max_in_flight_per_connection
             ));
+        }
+        let data = &self.data;
+        if !(1..=255).contains(&data.max_bucket_bytes)
+            || !(1..=65_536).contains(&data.max_key_bytes)
+        {
+            return Err(
+                "data.max_bucket_bytes must be 1..=255 and data.max_key_bytes 1..=65536".into(),
+            );
+        }
+        if !(1..=(32 << 20)).contains(&data.max_value_bytes)
+            || data.max_value_bytes + (64 << 10) > limits.max_frame_bytes
+        {
+            return Err(format!("data.max_value_bytes {} must be 1..=32 MiB and 64 KiB below limits.max_frame_bytes", data.max_value_bytes));
+        }
+        if !(1..=10_000).contains(&data.siblings_max)
+            || !(1..=data.siblings_max).contains(&data.siblings_warn)
+        {
+            return Err(
+                "data.siblings_max must be 1..=10000 and data.siblings_warn 1..=siblings_max"
+                    .into(),
+            );
+        }
+        if !(10..=600_000).contains(&data.request_timeout_ms)
+            || !(100..=600_000).contains(&data.hint_delivery_interval_ms)
+        {
+            return Err("data.request_timeout_ms must be 10..=600000 and data.hint_delivery_interval_ms 100..=600000".into());
         }
         if !(10..=600_000).contains(&limits.peer_request_timeout_ms) {
             return Err(format!(

@@ -1,6 +1,9 @@
 //! The norn node: wires storage, transport and membership together.
 //!
 //! - [`config`]: [`NodeConfig`], the TOML configuration, validated at load.
+//! - [`coordinator`]: the data path's request state machines (sans-IO).
+//! - [`datapath`]: quorum reads and writes, read repair, the replica side.
+//! - [`handoff`]: hinted handoff from fallbacks to primaries.
 //! - [`identity`]: the node's persistent id, incarnation and actor id.
 //! - [`plan`]: pure planning of ring changes from staged changes.
 //! - [`node`]: [`Node`], the running node: gossip loop, request handling,
@@ -8,7 +11,10 @@
 //! - [`error`]: [`NodeError`], why a node cannot start or serve.
 
 pub mod config;
+pub mod coordinator;
+pub mod datapath;
 pub mod error;
+pub mod handoff;
 pub mod identity;
 pub mod node;
 pub mod plan;

@@ -5,18 +5,15 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use norn_clock::Object;
 use norn_membership::{ChangeKind, Effect, GossipMessage, Member, MemberState, Membership};
 use norn_net::tls::{check_private_key_mode, TlsMaterial};
 use norn_net::{Endpoint, Handler, PeerIdentity};
 use norn_proto::{codec, ErrorCode, ErrorReply, MemberInfo, Request, Response};
 use norn_ring::{NodeId, Ring};
-use norn_storage::{
-    Change, DataKey, Datum, Durability, RocksStorage, Storage, Store, StoreOptions,
-};
+use norn_storage::{RocksStorage, Storage, Store, StoreOptions};
 use tracing::Instrument;
 
 use crate::config::NodeConfig;
@@ -31,16 +28,18 @@ pub const ADDRESS_FILE: &str = "address";
 /// A running norn node.
 #[derive(Debug)]
 pub struct Node {
-    config: NodeConfig,
-    identity: Identity,
-    storage: Arc<RocksStorage>,
-    endpoint: Arc<Endpoint>,
+    pub(crate) config: NodeConfig,
+    pub(crate) identity: Identity,
+    pub(crate) storage: Arc<RocksStorage>,
+    pub(crate) endpoint: Arc<Endpoint>,
     membership: Mutex<Membership>,
+    /// The current ring, shared with requests without copying it.
+    ring: RwLock<Option<Arc<Ring>>>,
     started: Instant,
-    span: tracing::Span,
+    pub(crate) span: tracing::Span,
 }
 
-fn error(code: ErrorCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(code: ErrorCode, message: impl Into<String>) -> Response {
     Response::Error(ErrorReply {
         code,
         message: message.into(),
@@ -103,6 +102,7 @@ impl Node {
             incarnation: identity.incarnation,
             heartbeat: 0,
         };
+        let ring_cache = RwLock::new(ring.clone().map(Arc::new));
         let mut membership = Membership::new(me, ring, config.membership, rand::random());
         membership.add_seeds(config.node.seeds.iter().cloned());
         let span = tracing::info_span!("node", id = %node_id, name = %config.node.name);
@@ -115,6 +115,7 @@ impl Node {
             storage,
             endpoint,
             membership: Mutex::new(membership),
+            ring: ring_cache,
             started: Instant::now(),
             span,
         }))
@@ -140,9 +141,11 @@ impl Node {
             async move { endpoint.serve(handler).await }.instrument(self.span.clone())
         });
         let gossip = tokio::spawn(self.clone().gossip_loop().instrument(self.span.clone()));
+        let handoff = tokio::spawn(self.clone().handoff_loop().instrument(self.span.clone()));
         shutdown.await;
         self.span.in_scope(|| tracing::info!("shutting down"));
         gossip.abort();
+        handoff.abort();
         self.endpoint.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         serve.abort();
@@ -155,7 +158,7 @@ impl Node {
         self.started.elapsed().as_millis() as u64
     }
 
-    fn membership(&self) -> MutexGuard<'_, Membership> {
+    pub(crate) fn membership(&self) -> MutexGuard<'_, Membership> {
         self.membership.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -209,7 +212,13 @@ impl Node {
         }
     }
 
+    /// The current ring, if the node holds one.
+    pub(crate) fn ring(&self) -> Option<Arc<Ring>> {
+        self.ring.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
     fn persist_ring(&self, ring: &Ring) {
+        *self.ring.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(ring.clone()));
         let stored = codec::encode(ring)
             .map_err(|e| e.to_string())
             .and_then(|bytes| {
@@ -239,9 +248,34 @@ impl Node {
                 key,
                 n,
                 object,
-                hint_for: _,
+                hint_for,
                 sync,
-            } => self.replica_put(&bucket, &key, n, &object, sync),
+            } => self.replica_put(&bucket, &key, n, &object, hint_for, sync),
+            Request::Get {
+                bucket,
+                key,
+                options,
+                timeout_ms,
+            } => self.coordinate_get(bucket, key, options, timeout_ms).await,
+            Request::Put {
+                bucket,
+                key,
+                value,
+                context,
+                options,
+                timeout_ms,
+                forwarded,
+            } => {
+                self.coordinate_put(bucket, key, value, context, options, timeout_ms, forwarded)
+                    .await
+            }
+            Request::AdminHints => Response::Hints(
+                self.storage
+                    .hint_queues()
+                    .into_iter()
+                    .map(|(target, q)| (target, q.hints, q.bytes))
+                    .collect(),
+            ),
             Request::AdminMembers => Response::Members(self.member_infos()),
             Request::AdminRing => Response::Ring(self.membership().ring().cloned()),
             Request::AdminJoin { seed } => self.admin_join(seed),
@@ -263,85 +297,6 @@ impl Node {
         let effects = self.membership().receive(self.now_ms(), message);
         self.apply(effects);
         Response::Ack
-    }
-
-    fn data_key(&self, bucket: &[u8], key: &[u8]) -> Result<DataKey, Response> {
-        let membership = self.membership();
-        let ring = membership
-            .ring()
-            .ok_or_else(|| error(ErrorCode::Unavailable, "this node holds no ring yet"))?;
-        DataKey::new(ring.partition_of_key(bucket, key), bucket, key)
-            .map_err(|e| error(ErrorCode::BadRequest, e.to_string()))
-    }
-
-    fn replica_get(&self, bucket: &[u8], key: &[u8]) -> Response {
-        let key = match self.data_key(bucket, key) {
-            Ok(key) => key,
-            Err(response) => return response,
-        };
-        match self.storage.get(&key) {
-            Ok(None) => Response::Replica { object: None },
-            Ok(Some(datum)) => match codec::decode::<Object>(&datum.value) {
-                Ok(object) => Response::Replica {
-                    object: Some(object),
-                },
-                Err(e) => error(
-                    ErrorCode::Storage,
-                    format!("stored object of {key} does not decode: {e}"),
-                ),
-            },
-            Err(e) => error(ErrorCode::Storage, e.to_string()),
-        }
-    }
-
-    /// Merges `incoming` into the local copy (DVV sync) in one storage update.
-    fn replica_put(
-        &self,
-        bucket: &[u8],
-        key: &[u8],
-        n: u8,
-        incoming: &Object,
-        sync: bool,
-    ) -> Response {
-        let key = match self.data_key(bucket, key) {
-            Ok(key) => key,
-            Err(response) => return response,
-        };
-        let mut failure = None;
-        let durability = if sync {
-            Durability::Synced
-        } else {
-            Durability::Buffered
-        };
-        let outcome = self.storage.update(&key, durability, None, &mut |current| {
-            let (merged, stored_n) = match current {
-                None => (incoming.clone(), n),
-                Some(datum) => match codec::decode::<Object>(&datum.value) {
-                    Ok(local) => (local.sync(incoming), datum.n.max(n)),
-                    Err(e) => {
-                        failure = Some(e.to_string());
-                        return Change::Keep;
-                    }
-                },
-            };
-            match codec::encode(&merged) {
-                Ok(value) => Change::Put(Datum { n: stored_n, value }),
-                Err(e) => {
-                    failure = Some(e.to_string());
-                    Change::Keep
-                }
-            }
-        });
-        match (outcome, failure) {
-            (Err(e), _) => error(ErrorCode::Storage, e.to_string()),
-            (Ok(_), Some(reason)) => error(
-                ErrorCode::Storage,
-                format!("stored object of {key} does not decode: {reason}"),
-            ),
-            (Ok(_), None) => Response::Stored {
-                synced: sync || self.config.storage.sync_every_write,
-            },
-        }
     }
 
     fn member_infos(&self) -> Vec<MemberInfo> {

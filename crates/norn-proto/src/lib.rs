@@ -15,4 +15,7 @@ pub mod message;
 
 pub use error::ProtoError;
 pub use frame::{encode_frame, Frame, FrameDecoder, FORMAT_VERSION, FRAME_HEADER_BYTES};
-pub use message::{ErrorCode, ErrorReply, MemberInfo, PlanNode, PlanView, Request, Response};
+pub use message::{
+    ErrorCode, ErrorReply, GetReply, MemberInfo, PlanNode, PlanView, PutReply, QuorumOptions,
+    Request, Response, WriteReceipt,
+};

@@ -3,7 +3,7 @@
 //! Variants are only appended: bincode encodes the variant index, so
 //! reordering would change the meaning of old frames.
 
-use norn_clock::Object;
+use norn_clock::{Context, Object, Sibling};
 use norn_membership::{ChangeKind, GossipMessage, Member, StagedChange};
 use norn_ring::{NodeId, Ring};
 use serde::{Deserialize, Serialize};
@@ -48,6 +48,96 @@ pub enum Request {
     AdminPlan,
     /// Admin: commit the staged changes as the next ring.
     AdminCommit,
+    /// Read a key with a quorum.
+    Get {
+        #[serde(with = "serde_bytes")]
+        bucket: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        options: QuorumOptions,
+        timeout_ms: Option<u64>,
+    },
+    /// Write (`value: Some`) or delete (`None`) a key with a quorum, over the
+    /// causal context the client read (`None`: a blind write, which adds a
+    /// sibling to whatever exists). `forwarded` is set by a node that passed
+    /// the write to a preference-list node, which then coordinates it.
+    Put {
+        #[serde(with = "serde_bytes")]
+        bucket: Vec<u8>,
+        #[serde(with = "serde_bytes")]
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        context: Option<Context>,
+        options: QuorumOptions,
+        timeout_ms: Option<u64>,
+        forwarded: bool,
+    },
+    /// Admin: pending hints per target node.
+    AdminHints,
+}
+
+/// What a request asked for; `None` takes the node's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuorumOptions {
+    pub n: Option<u8>,
+    pub r: Option<u8>,
+    pub w: Option<u8>,
+    pub pr: Option<u8>,
+    pub pw: Option<u8>,
+    pub dw: Option<u8>,
+}
+
+/// What a write did, returned with every write reply and write error.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteReceipt {
+    /// Replicas the write was sent to.
+    pub sent: u8,
+    /// Primaries that acknowledged.
+    pub primaries: Vec<NodeId>,
+    /// Fallbacks that acknowledged, each with the primary it stands in for.
+    pub fallbacks: Vec<(NodeId, NodeId)>,
+    /// Acknowledgements that came after an fsync.
+    pub synced: u8,
+    pub quorum_met: bool,
+}
+
+impl WriteReceipt {
+    /// Replicas that acknowledged.
+    pub fn acked(&self) -> u8 {
+        (self.primaries.len() + self.fallbacks.len()) as u8
+    }
+}
+
+/// A quorum read's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetReply {
+    /// Every sibling, tombstones included; empty if no replica had the key.
+    pub siblings: Vec<Sibling>,
+    /// The causal context to send back with the next write of this key.
+    pub context: Context,
+    /// Replicas that answered.
+    pub replies: u8,
+    /// Set when the siblings pass the configured warning count.
+    pub warning: Option<String>,
+}
+
+impl GetReply {
+    /// Whether the key reads as not found: no sibling, or only tombstones.
+    pub fn is_not_found(&self) -> bool {
+        self.siblings
+            .iter()
+            .all(|s| matches!(s, Sibling::Tombstone))
+    }
+}
+
+/// A quorum write's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutReply {
+    pub receipt: WriteReceipt,
+    /// Siblings of the key after this write, on the coordinator.
+    pub siblings: u32,
+    /// Set when the siblings pass the configured warning count.
+    pub warning: Option<String>,
 }
 
 /// A reply to a [`Request`].
@@ -74,6 +164,16 @@ pub enum Response {
     },
     /// A change was staged.
     Staged(StagedChange),
+    Value(GetReply),
+    Written(PutReply),
+    /// A write did not meet its quorum; `receipt` says how many replicas
+    /// did write it.
+    WriteFailed {
+        receipt: WriteReceipt,
+        message: String,
+    },
+    /// Pending hints per target: count and bytes.
+    Hints(Vec<(NodeId, u64, u64)>),
 }
 
 /// A member as one node sees it.
@@ -126,6 +226,12 @@ pub enum ErrorCode {
     /// The request conflicts with the cluster's state (say, a commit with
     /// nothing staged); nothing changed.
     Conflict,
+    /// Too few replicas answered in time; a write may have reached some.
+    QuorumNotMet,
+    /// The write would pass the sibling limit; nothing was written.
+    TooManySiblings,
+    /// The request timed out; a write may have reached some replicas.
+    Timeout,
 }
 
 /// An error a node returns instead of a result.

@@ -10,13 +10,16 @@
 //! stay as close to the current counts as the bounds allow, then moves only
 //! the surplus of members above their target to members below it.
 //!
-//! Balance is the hard constraint. With unequal weights, a leave can make
-//! the two conflict: the remaining members' floors may rise by more, in sum,
-//! than the leaver held (say members at the floor of shares just under an
-//! integer). No balanced assignment then moves only the leaver's partitions,
-//! and [`rebalance`] moves the fewest others that balance allows: exactly
-//! `sum(max(count, new floor)) - Q` of them. A join never meets this: the
-//! newcomer can always absorb what the others must give up.
+//! Balance is the hard constraint. With unequal weights it can conflict
+//! with minimal movement, both ways. On a leave, the remaining members'
+//! floors may rise by more, in sum, than the leaver held; on a join, the
+//! others may hold more above their lowered ceilings than the newcomer's
+//! ceiling can take (members at the ceiling of shares just above an
+//! integer). No balanced assignment then moves only to the newcomer, or only
+//! the leaver's partitions, and [`rebalance`] moves the fewest others that
+//! balance allows, from members that shrink to members that grow. With equal
+//! weights this never happens. The property tests check both the exact
+//! overflow and the direction of every move.
 
 use std::collections::BTreeMap;
 

@@ -65,6 +65,56 @@ fn unavoidable_overflow(after: &Ring, counts_before: &BTreeMap<NodeId, usize>) -
     least.saturating_sub(q)
 }
 
+/// How many partitions must go to members other than `newcomer` after a
+/// join for the ring to be balanced: what the others hold above their new
+/// ceilings, less what the newcomer's ceiling takes, or 0.
+fn join_overflow(after: &Ring, newcomer: NodeId, counts_before: &BTreeMap<NodeId, usize>) -> usize {
+    let total: u64 = after.members().values().map(|m| u64::from(m.weight)).sum();
+    let q = after.partition_count() as u64;
+    let ceil = |weight: u32| {
+        let scaled = q * u64::from(weight);
+        (scaled / total + u64::from(!scaled.is_multiple_of(total))) as usize
+    };
+    let excess: usize = after
+        .members()
+        .iter()
+        .filter(|(node, _)| **node != newcomer)
+        .map(|(node, member)| counts_before[node].saturating_sub(ceil(member.weight)))
+        .sum();
+    excess.saturating_sub(ceil(after.members()[&newcomer].weight))
+}
+
+/// With equal weights a join moves partitions only to the newcomer.
+#[test]
+fn equal_weight_join_moves_only_to_the_newcomer() {
+    for nodes in 1..=40u64 {
+        for bits in [4u8, 6, 8] {
+            let members = (0..nodes).map(|i| {
+                (
+                    NodeId(100 + i),
+                    RingMember {
+                        zone: "z".into(),
+                        weight: 4,
+                    },
+                )
+            });
+            let before = Ring::new(bits, members).expect("valid ring");
+            let after = before
+                .with_member(
+                    NodeId(7),
+                    RingMember {
+                        zone: "z".into(),
+                        weight: 4,
+                    },
+                )
+                .expect("join");
+            for (p, _, to) in moved(&before, &after) {
+                assert_eq!(to, NodeId(7), "{nodes} nodes, {bits} bits: partition {p}");
+            }
+        }
+    }
+}
+
 /// With equal weights a leave never needs more than the leaver's partitions.
 #[test]
 fn equal_weight_leave_moves_only_the_leavers_partitions() {
@@ -115,7 +165,9 @@ proptest! {
     }
 
     /// Dynamo §4.2: a joining node takes partitions only from others, and the
-    /// ring stays balanced.
+    /// ring stays balanced. Partitions go to other members only when balance
+    /// forces it (see `claim`): exactly the overflow the newcomer's ceiling
+    /// cannot take, and only from members that shrink to members that grow.
     #[test]
     fn join_moves_partitions_only_to_the_new_node(
         members in members(), bits in 4u8..=10, zone in 0u8..8, weight in 1u32..=16,
@@ -127,8 +179,14 @@ proptest! {
             .expect("join");
         prop_assert_eq!(after.version(), before.version() + 1);
         assert_balanced(&after)?;
+        let (counts_before, counts_after) = (counts(&before), counts(&after));
+        let forced = join_overflow(&after, newcomer, &counts_before);
+        let to_others = moved(&before, &after).iter().filter(|(_, _, to)| *to != newcomer).count();
+        prop_assert_eq!(to_others, forced, "partitions given to members other than the newcomer");
         for (partition, from, to) in moved(&before, &after) {
-            prop_assert_eq!(to, newcomer, "partition {} moved {} -> {}", partition, from, to);
+            prop_assert!(counts_after[&from] < counts_before[&from], "partition {} left {}, which did not shrink", partition, from);
+            let grew = counts_after[&to] > counts_before.get(&to).copied().unwrap_or(0);
+            prop_assert!(grew, "partition {} went to {}, which did not grow", partition, to);
         }
     }
 

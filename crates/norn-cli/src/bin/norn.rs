@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use norn_cli::client_config::{ClientConfig, Session};
-use norn_cli::{admin, certs};
+use norn_cli::{admin, certs, data};
 use norn_membership::ChangeKind;
 
 /// Talk to a norn cluster: certificates, admin views and ring changes.
@@ -18,15 +18,91 @@ struct Args {
     /// Talk to this node (`host:port`) instead of the first that answers.
     #[arg(long, global = true)]
     node: Option<String>,
-    /// Timeout of each request, in milliseconds.
+    /// Timeout of each request, in milliseconds: the coordinating node's
+    /// for data requests (norn itself waits a second longer).
     #[arg(long, global = true, default_value_t = 5000)]
     timeout_ms: u64,
     #[command(subcommand)]
     command: Command,
 }
 
+/// Per-request replication parameters and output.
+#[derive(Debug, clap::Args)]
+struct RequestFlags {
+    /// Replicas (N); default from the node's config.
+    #[arg(short = 'n', long)]
+    n: Option<u8>,
+    /// Replies a read waits for (R).
+    #[arg(short = 'r', long)]
+    r: Option<u8>,
+    /// Acknowledgements a write waits for (W).
+    #[arg(short = 'w', long)]
+    w: Option<u8>,
+    /// Of R, replies that must come from primaries (PR).
+    #[arg(long)]
+    pr: Option<u8>,
+    /// Of W, acknowledgements that must come from primaries (PW).
+    #[arg(long)]
+    pw: Option<u8>,
+    /// Of W, acknowledgements that must come after an fsync (DW).
+    #[arg(long)]
+    dw: Option<u8>,
+    /// The causal context printed by `norn get` (hex).
+    #[arg(long)]
+    context: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RequestFlags {
+    fn options(&self) -> norn_proto::QuorumOptions {
+        norn_proto::QuorumOptions {
+            n: self.n,
+            r: self.r,
+            w: self.w,
+            pr: self.pr,
+            pw: self.pw,
+            dw: self.dw,
+        }
+    }
+
+    fn context(&self) -> anyhow::Result<Option<norn_clock::Context>> {
+        self.context
+            .as_deref()
+            .map(data::context_from_hex)
+            .transpose()
+    }
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Read a key: every sibling and the causal context.
+    Get {
+        bucket: String,
+        key: String,
+        #[command(flatten)]
+        flags: RequestFlags,
+    },
+    /// Write a key. VALUE is the value; `-` reads it from stdin.
+    Put {
+        bucket: String,
+        key: String,
+        /// The value; `-` for stdin. Omit with --file.
+        value: Option<String>,
+        /// Read the value from this file.
+        #[arg(long, conflicts_with = "value")]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        flags: RequestFlags,
+    },
+    /// Delete a key (writes a tombstone over what --context covers).
+    Delete {
+        bucket: String,
+        key: String,
+        #[command(flatten)]
+        flags: RequestFlags,
+    },
     /// Make the cluster CA and the certificates it signs.
     Certs {
         #[command(subcommand)]
@@ -89,6 +165,35 @@ enum AdminCommand {
     },
     /// Commit the staged changes as the next ring version.
     Commit,
+    /// One node's local copy of a key (NODE: name, id or address).
+    ReplicaGet {
+        node: String,
+        bucket: String,
+        key: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Pending hints per target on the node (--node).
+    Hints {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn read_value(value: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    match (value, file) {
+        (_, Some(path)) => {
+            std::fs::read(&path).map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))
+        }
+        (Some(value), None) if value == "-" => {
+            let mut bytes = Vec::new();
+            std::io::stdin().read_to_end(&mut bytes)?;
+            Ok(bytes)
+        }
+        (Some(value), None) => Ok(value.into_bytes()),
+        (None, None) => anyhow::bail!("give VALUE, `-` for stdin, or --file PATH"),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -99,19 +204,83 @@ enum PlanChange {
     Remove { node: String },
 }
 
+async fn open(
+    config: &Option<PathBuf>,
+    node: &Option<String>,
+    timeout: Duration,
+) -> anyhow::Result<Session> {
+    let config = ClientConfig::locate(config.as_deref())?;
+    Session::open(&config, node.as_deref(), timeout).await
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let timeout = Duration::from_millis(args.timeout_ms);
+    let request_timeout_ms = Some(args.timeout_ms);
+    let timeout = Duration::from_millis(args.timeout_ms + 1000);
     match args.command {
         Command::Certs { command } => match command {
             CertsCommand::Init { dir, cluster } => certs::init(&dir, &cluster),
             CertsCommand::Node { name, dir } => certs::node(&dir, &name).map(|_| ()),
             CertsCommand::Client { name, dir } => certs::client(&dir, &name),
         },
+        Command::Get { bucket, key, flags } => {
+            let session = open(&args.config, &args.node, timeout).await?;
+            let found = data::get(
+                &session,
+                &bucket,
+                &key,
+                flags.options(),
+                request_timeout_ms,
+                flags.json,
+            )
+            .await?;
+            if !found {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Put {
+            bucket,
+            key,
+            value,
+            file,
+            flags,
+        } => {
+            let value = read_value(value, file)?;
+            let session = open(&args.config, &args.node, timeout).await?;
+            data::put(
+                &session,
+                data::write_request(
+                    &bucket,
+                    &key,
+                    Some(value),
+                    flags.context()?,
+                    flags.options(),
+                    request_timeout_ms,
+                ),
+                flags.json,
+            )
+            .await
+        }
+        Command::Delete { bucket, key, flags } => {
+            let session = open(&args.config, &args.node, timeout).await?;
+            data::put(
+                &session,
+                data::write_request(
+                    &bucket,
+                    &key,
+                    None,
+                    flags.context()?,
+                    flags.options(),
+                    request_timeout_ms,
+                ),
+                flags.json,
+            )
+            .await
+        }
         Command::Admin { command } => {
-            let config = ClientConfig::locate(args.config.as_deref())?;
-            let session = Session::open(&config, args.node.as_deref(), timeout).await?;
+            let session = open(&args.config, &args.node, timeout).await?;
             match command {
                 AdminCommand::Members { json } => admin::members(&session, json).await,
                 AdminCommand::Ring { n, json } => admin::ring(&session, n, json).await,
@@ -124,6 +293,13 @@ async fn main() -> anyhow::Result<()> {
                     admin::plan(&session, stage, json).await
                 }
                 AdminCommand::Commit => admin::commit(&session).await,
+                AdminCommand::ReplicaGet {
+                    node,
+                    bucket,
+                    key,
+                    json,
+                } => data::replica_get(&session, &node, &bucket, &key, json).await,
+                AdminCommand::Hints { json } => data::hints(&session, json).await,
             }
         }
     }

@@ -1,0 +1,551 @@
+//! The data path on a node: coordinating quorum reads and writes, and the
+//! replica side they call. The decisions are the sans-IO tallies of
+//! [`crate::coordinator`]; this module sends, waits and stores.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use norn_clock::{Context, Object, Sibling};
+use norn_proto::{codec, ErrorCode, GetReply, PutReply, QuorumOptions, Request, Response};
+use norn_ring::{NodeId, PreferenceList, Ring};
+use norn_storage::storage::NewHint;
+use norn_storage::{Change, DataKey, Datum, Durability, Storage};
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+use crate::coordinator::{
+    choose_write_targets, Quorum, QuorumDefaults, ReadOutcome, ReadTally, WriteOutcome, WriteTally,
+    WriteTarget,
+};
+use crate::node::{error, Node};
+
+/// What a fallback's hint says: which key to hand over, with its N.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct HintPayload {
+    #[serde(with = "serde_bytes")]
+    pub bucket: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    pub n: u8,
+}
+
+/// A local write refused or failed.
+enum LocalWriteError {
+    TooManySiblings(usize),
+    Failed(String),
+}
+
+impl Node {
+    fn quorum(&self, options: QuorumOptions, ring: &Ring) -> Result<Quorum, Response> {
+        let defaults = QuorumDefaults {
+            n: self.config.ring.default_n,
+            n_max: self.config.ring.n_max,
+        };
+        Quorum::resolve(options, defaults, ring.members().len())
+            .map_err(|e| error(ErrorCode::BadRequest, e.to_string()))
+    }
+
+    fn check_sizes(&self, bucket: &[u8], key: &[u8], value: Option<&[u8]>) -> Result<(), Response> {
+        let data = &self.config.data;
+        let too_long = |what: &str, len: usize, max: usize| {
+            error(
+                ErrorCode::BadRequest,
+                format!(
+                    "{what} of {len} bytes exceeds the limit of {max} bytes; nothing was written"
+                ),
+            )
+        };
+        if bucket.len() > data.max_bucket_bytes {
+            return Err(too_long("bucket", bucket.len(), data.max_bucket_bytes));
+        }
+        if key.len() > data.max_key_bytes {
+            return Err(too_long("key", key.len(), data.max_key_bytes));
+        }
+        match value {
+            Some(value) if value.len() > data.max_value_bytes => {
+                Err(too_long("value", value.len(), data.max_value_bytes))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn timeout(&self, timeout_ms: Option<u64>) -> Duration {
+        Duration::from_millis(
+            timeout_ms
+                .unwrap_or(self.config.data.request_timeout_ms)
+                .clamp(1, 600_000),
+        )
+    }
+
+    pub(crate) fn data_key_in(ring: &Ring, bucket: &[u8], key: &[u8]) -> Result<DataKey, Response> {
+        DataKey::new(ring.partition_of_key(bucket, key), bucket, key)
+            .map_err(|e| error(ErrorCode::BadRequest, e.to_string()))
+    }
+
+    /// This node's copy of a key.
+    pub(crate) fn local_get(&self, key: &DataKey) -> Result<Option<Object>, String> {
+        match self.storage.get(key) {
+            Ok(None) => Ok(None),
+            Ok(Some(datum)) => codec::decode::<Object>(&datum.value)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// Merges `incoming` into this node's copy (DVV sync) in one storage
+    /// update, queuing `hint` with it. Returns whether it was fsynced.
+    pub(crate) fn local_merge(
+        &self,
+        key: &DataKey,
+        n: u8,
+        incoming: &Object,
+        sync: bool,
+        hint: Option<NewHint>,
+    ) -> Result<bool, String> {
+        let mut failure = None;
+        let durability = if sync {
+            Durability::Synced
+        } else {
+            Durability::Buffered
+        };
+        self.storage
+            .update(key, durability, hint, &mut |current| {
+                let merged = match current {
+                    None => Ok((incoming.clone(), n)),
+                    Some(datum) => codec::decode::<Object>(&datum.value)
+                        .map(|local| (local.sync(incoming), datum.n.max(n))),
+                };
+                match merged
+                    .and_then(|(object, n)| codec::encode(&object).map(|value| Datum { n, value }))
+                {
+                    Ok(datum) => Change::Put(datum),
+                    Err(e) => {
+                        failure = Some(e.to_string());
+                        Change::Keep
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        match failure {
+            Some(reason) => Err(format!("stored object of {key} does not decode: {reason}")),
+            None => Ok(sync || self.config.storage.sync_every_write),
+        }
+    }
+
+    /// The coordinator's own write: `sibling` gets this node's next dot,
+    /// superseding what `context` covers. Refused past the sibling limit.
+    fn local_update(
+        &self,
+        key: &DataKey,
+        n: u8,
+        context: &Context,
+        sibling: Sibling,
+        sync: bool,
+    ) -> Result<Object, LocalWriteError> {
+        let (actor, max) = (self.identity.actor, self.config.data.siblings_max as usize);
+        let mut outcome = Err(LocalWriteError::Failed("not written".into()));
+        let durability = if sync {
+            Durability::Synced
+        } else {
+            Durability::Buffered
+        };
+        let stored = self.storage.update(key, durability, None, &mut |current| {
+            let (local, stored_n) = match current {
+                None => (Object::new(), n),
+                Some(datum) => match codec::decode::<Object>(&datum.value) {
+                    Ok(local) => (local, datum.n.max(n)),
+                    Err(e) => {
+                        outcome = Err(LocalWriteError::Failed(e.to_string()));
+                        return Change::Keep;
+                    }
+                },
+            };
+            let updated = local.update(context, actor, sibling.clone());
+            if updated.value_count() > max {
+                outcome = Err(LocalWriteError::TooManySiblings(updated.value_count()));
+                return Change::Keep;
+            }
+            match codec::encode(&updated) {
+                Ok(value) => {
+                    outcome = Ok(updated);
+                    Change::Put(Datum { n: stored_n, value })
+                }
+                Err(e) => {
+                    outcome = Err(LocalWriteError::Failed(e.to_string()));
+                    Change::Keep
+                }
+            }
+        });
+        stored.map_err(|e| LocalWriteError::Failed(e.to_string()))?;
+        outcome
+    }
+
+    pub(crate) fn address_of(&self, node: NodeId) -> Option<SocketAddr> {
+        self.membership()
+            .member(node)
+            .and_then(|m| m.address.parse().ok())
+    }
+
+    /// Sends `request` to `node`; `None` if it is unknown or unreachable.
+    pub(crate) async fn call_node(
+        &self,
+        node: NodeId,
+        request: &Request,
+        timeout: Duration,
+    ) -> Option<Response> {
+        let addr = self.address_of(node)?;
+        match self.endpoint.call(addr, request, timeout).await {
+            Ok(response) => Some(response),
+            Err(e) => {
+                tracing::debug!(peer = %node, error = %e, "replica request failed");
+                None
+            }
+        }
+    }
+
+    /// The first N reachable nodes of `list`, as read targets.
+    fn read_targets(&self, list: &PreferenceList) -> Vec<(NodeId, bool)> {
+        let membership = self.membership();
+        choose_write_targets(list, |n| membership.is_up(n))
+            .into_iter()
+            .map(|t| (t.node, t.hint_for.is_none()))
+            .collect()
+    }
+
+    /// A quorum read: replies as soon as R (and PR) replicas answered; then
+    /// waits for the rest (until the timeout) and sends the merged object to
+    /// every replica that answered with less (read repair).
+    pub(crate) async fn coordinate_get(
+        self: &Arc<Self>,
+        bucket: Vec<u8>,
+        key: Vec<u8>,
+        options: QuorumOptions,
+        timeout_ms: Option<u64>,
+    ) -> Response {
+        if let Err(response) = self.check_sizes(&bucket, &key, None) {
+            return response;
+        }
+        let Some(ring) = self.ring() else {
+            return error(ErrorCode::Unavailable, "this node holds no ring yet");
+        };
+        let quorum = match self.quorum(options, &ring) {
+            Ok(quorum) => quorum,
+            Err(response) => return response,
+        };
+        let data_key = match Self::data_key_in(&ring, &bucket, &key) {
+            Ok(key) => key,
+            Err(response) => return response,
+        };
+        let list = ring.preference_list(data_key.partition, usize::from(quorum.n));
+        let targets = self.read_targets(&list);
+        if targets.is_empty() {
+            return error(
+                ErrorCode::QuorumNotMet,
+                "no replica of this key is reachable",
+            );
+        }
+        let timeout = self.timeout(timeout_ms);
+        let (tx, mut rx) = mpsc::channel(targets.len().max(1));
+        for &(node, _) in &targets {
+            let (node_ref, tx, data_key) = (self.clone(), tx.clone(), data_key.clone());
+            let request = Request::ReplicaGet {
+                bucket: bucket.clone(),
+                key: key.clone(),
+            };
+            tokio::spawn(
+                async move {
+                    let reply = if node == node_ref.id() {
+                        node_ref.local_get(&data_key).ok()
+                    } else {
+                        match node_ref.call_node(node, &request, timeout).await {
+                            Some(Response::Replica { object }) => Some(object),
+                            _ => None,
+                        }
+                    };
+                    let _ = tx.send((node, reply)).await;
+                }
+                .instrument(self.span.clone()),
+            );
+        }
+        drop(tx);
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+        let node = self.clone();
+        tokio::spawn(
+            async move {
+                let mut tally = ReadTally::new(quorum, targets);
+                let deadline = tokio::time::Instant::now() + timeout;
+                let mut first = Some(first_tx);
+                let mut outcome = ReadOutcome::Pending;
+                while !tally.all_in() {
+                    outcome = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some((from, Some(object)))) => tally.on_reply(from, object),
+                        Ok(Some((from, None))) => tally.on_failure(from),
+                        Ok(None) | Err(_) => tally.on_timeout(),
+                    };
+                    if outcome != ReadOutcome::Pending {
+                        if let Some(first) = first.take() {
+                            let _ = first.send(outcome.clone());
+                        }
+                    }
+                }
+                if let Some(first) = first.take() {
+                    let _ = first.send(outcome);
+                }
+                node.read_repair(&data_key, quorum.n, &tally, timeout).await;
+            }
+            .instrument(self.span.clone()),
+        );
+        match first_rx.await {
+            Ok(ReadOutcome::Done { merged }) => Response::Value(self.get_reply(merged, quorum)),
+            Ok(ReadOutcome::Failed { replies, required }) => error(
+                ErrorCode::QuorumNotMet,
+                format!("read quorum not met: {replies} of R={required} replicas answered"),
+            ),
+            _ => error(ErrorCode::Timeout, "read timed out"),
+        }
+    }
+
+    fn get_reply(&self, merged: Option<Object>, quorum: Quorum) -> GetReply {
+        let (siblings, context) = match merged {
+            Some(object) => (
+                object.values().cloned().collect::<Vec<_>>(),
+                object.context(),
+            ),
+            None => (Vec::new(), Context::default()),
+        };
+        let warn = self.config.data.siblings_warn as usize;
+        let warning = (siblings.len() > warn).then(|| {
+            format!(
+                "{} siblings (warning past {warn}); write with the merged context to resolve them",
+                siblings.len()
+            )
+        });
+        GetReply {
+            siblings,
+            context,
+            replies: quorum.r,
+            warning,
+        }
+    }
+
+    async fn read_repair(&self, key: &DataKey, n: u8, tally: &ReadTally, timeout: Duration) {
+        let Some(merged) = tally.merged() else { return };
+        for stale in tally.stale_replicas(&merged) {
+            let repaired = if stale == self.id() {
+                self.local_merge(key, n, &merged, false, None).is_ok()
+            } else {
+                let request = Request::ReplicaPut {
+                    bucket: key.bucket.clone(),
+                    key: key.key.clone(),
+                    n,
+                    object: merged.clone(),
+                    hint_for: None,
+                    sync: false,
+                };
+                matches!(
+                    self.call_node(stale, &request, timeout).await,
+                    Some(Response::Stored { .. })
+                )
+            };
+            tracing::debug!(replica = %stale, key = %key, repaired, "read repair");
+        }
+    }
+
+    /// A quorum write (or delete, with `value: None`). A node outside the
+    /// key's primaries forwards it to the first reachable primary, which
+    /// gives the write its own dot.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn coordinate_put(
+        self: &Arc<Self>,
+        bucket: Vec<u8>,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        context: Option<Context>,
+        options: QuorumOptions,
+        timeout_ms: Option<u64>,
+        forwarded: bool,
+    ) -> Response {
+        if let Err(response) = self.check_sizes(&bucket, &key, value.as_deref()) {
+            return response;
+        }
+        let Some(ring) = self.ring() else {
+            return error(ErrorCode::Unavailable, "this node holds no ring yet");
+        };
+        let quorum = match self.quorum(options, &ring) {
+            Ok(quorum) => quorum,
+            Err(response) => return response,
+        };
+        let data_key = match Self::data_key_in(&ring, &bucket, &key) {
+            Ok(key) => key,
+            Err(response) => return response,
+        };
+        let list = ring.preference_list(data_key.partition, usize::from(quorum.n));
+        let targets = {
+            let membership = self.membership();
+            choose_write_targets(&list, |n| membership.is_up(n))
+        };
+        let timeout = self.timeout(timeout_ms);
+        if !targets.iter().any(|t| t.node == self.id()) {
+            if forwarded {
+                return error(
+                    ErrorCode::Unavailable,
+                    "forwarded write reached a node that is not among its replicas",
+                );
+            }
+            let Some(coordinator) = targets.first().map(|t| t.node) else {
+                return error(
+                    ErrorCode::QuorumNotMet,
+                    "no replica of this key is reachable; nothing was written",
+                );
+            };
+            let request = Request::Put {
+                bucket,
+                key,
+                value,
+                context,
+                options,
+                timeout_ms,
+                forwarded: true,
+            };
+            return match self.call_node(coordinator, &request, timeout).await {
+                Some(response) => response,
+                None => error(
+                    ErrorCode::Timeout,
+                    format!("forwarding to {coordinator} failed; the write may have happened"),
+                ),
+            };
+        }
+        let sibling = value.map_or(Sibling::Tombstone, Sibling::Value);
+        let sync = quorum.dw > 0;
+        let object = match self.local_update(&data_key, quorum.n, &context.unwrap_or_default(), sibling, sync) {
+            Ok(object) => object,
+            Err(LocalWriteError::TooManySiblings(count)) => {
+                return error(
+                    ErrorCode::TooManySiblings,
+                    format!("the write would leave {count} siblings (limit {}); read and write with the merged context; nothing was written", self.config.data.siblings_max),
+                )
+            }
+            Err(LocalWriteError::Failed(reason)) => return error(ErrorCode::Storage, reason),
+        };
+        let mut tally = WriteTally::new(quorum, targets.clone());
+        let mut outcome = tally.on_ack(self.id(), sync || self.config.storage.sync_every_write);
+        let (tx, mut rx) = mpsc::channel(targets.len().max(1));
+        for target in targets.into_iter().filter(|t| t.node != self.id()) {
+            self.spawn_replica_put(target, &data_key, quorum, &object, timeout, tx.clone());
+        }
+        drop(tx);
+        let deadline = tokio::time::Instant::now() + timeout;
+        // A failed write still waits for its outstanding replicas, so that
+        // the receipt says how many did write.
+        while outcome == WriteOutcome::Pending
+            || (matches!(outcome, WriteOutcome::Failed(_)) && !tally.all_in())
+        {
+            outcome = match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some((node, Some(synced)))) => tally.on_ack(node, synced),
+                Ok(Some((node, None))) => tally.on_failure(node),
+                Ok(None) | Err(_) => tally.on_timeout(),
+            };
+        }
+        let siblings = object.value_count() as u32;
+        let warn = self.config.data.siblings_warn;
+        let warning =
+            (siblings > warn).then(|| format!("{siblings} siblings (warning past {warn})"));
+        match outcome {
+            WriteOutcome::Succeeded(receipt) => Response::Written(PutReply {
+                receipt,
+                siblings,
+                warning,
+            }),
+            WriteOutcome::Failed(receipt) => {
+                let message = format!(
+                    "write quorum not met: {} of {} replicas acknowledged (W={}, PW={}, DW={}), {} primaries, {} fallbacks, {} synced",
+                    receipt.acked(), receipt.sent, quorum.w, quorum.pw, quorum.dw, receipt.primaries.len(), receipt.fallbacks.len(), receipt.synced
+                );
+                Response::WriteFailed { receipt, message }
+            }
+            WriteOutcome::Pending => unreachable!("the loop above runs until the write is decided"),
+        }
+    }
+
+    fn spawn_replica_put(
+        self: &Arc<Self>,
+        target: WriteTarget,
+        key: &DataKey,
+        quorum: Quorum,
+        object: &Object,
+        timeout: Duration,
+        tx: mpsc::Sender<(NodeId, Option<bool>)>,
+    ) {
+        let request = Request::ReplicaPut {
+            bucket: key.bucket.clone(),
+            key: key.key.clone(),
+            n: quorum.n,
+            object: object.clone(),
+            hint_for: target.hint_for,
+            sync: quorum.dw > 0,
+        };
+        let node = self.clone();
+        tokio::spawn(
+            async move {
+                let acked = match node.call_node(target.node, &request, timeout).await {
+                    Some(Response::Stored { synced }) => Some(synced),
+                    _ => None,
+                };
+                let _ = tx.send((target.node, acked)).await;
+            }
+            .instrument(self.span.clone()),
+        );
+    }
+
+    /// The replica side of a write: merge, and keep a hint when standing in
+    /// for `hint_for`.
+    pub(crate) fn replica_put(
+        &self,
+        bucket: &[u8],
+        key: &[u8],
+        n: u8,
+        object: &Object,
+        hint_for: Option<NodeId>,
+        sync: bool,
+    ) -> Response {
+        let Some(ring) = self.ring() else {
+            return error(ErrorCode::Unavailable, "this node holds no ring yet");
+        };
+        let data_key = match Self::data_key_in(&ring, bucket, key) {
+            Ok(key) => key,
+            Err(response) => return response,
+        };
+        let hint = match hint_for {
+            Some(target) => match codec::encode(&HintPayload {
+                bucket: bucket.to_vec(),
+                key: key.to_vec(),
+                n,
+            }) {
+                Ok(payload) => Some(NewHint { target, payload }),
+                Err(e) => return error(ErrorCode::Storage, e.to_string()),
+            },
+            None => None,
+        };
+        match self.local_merge(&data_key, n, object, sync, hint) {
+            Ok(synced) => Response::Stored { synced },
+            Err(reason) => error(ErrorCode::Storage, reason),
+        }
+    }
+
+    pub(crate) fn replica_get(&self, bucket: &[u8], key: &[u8]) -> Response {
+        let Some(ring) = self.ring() else {
+            return error(ErrorCode::Unavailable, "this node holds no ring yet");
+        };
+        let data_key = match Self::data_key_in(&ring, bucket, key) {
+            Ok(key) => key,
+            Err(response) => return response,
+        };
+        match self.local_get(&data_key) {
+            Ok(object) => Response::Replica { object },
+            Err(reason) => error(ErrorCode::Storage, reason),
+        }
+    }
+}

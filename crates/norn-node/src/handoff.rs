@@ -1,0 +1,125 @@
+//! Hinted handoff: a fallback that stored a write for an unreachable
+//! primary delivers it once it sees that primary up again, and deletes the
+//! hint only after the primary acknowledged. Hints live in RocksDB, so they
+//! survive a restart of the fallback.
+//!
+//! Past `storage.hint_bytes_max_per_target`, a fallback refuses to stand in
+//! for that primary: the write fails on that replica (the coordinator counts
+//! it as not acknowledged) rather than growing the queue without bound.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use norn_proto::{codec, Request, Response};
+use norn_ring::NodeId;
+use norn_storage::{Change, Durability, Storage};
+
+use crate::datapath::HintPayload;
+use crate::node::Node;
+
+/// Hints read from storage at a time.
+const HINT_PAGE: usize = 64;
+
+impl Node {
+    /// Offers every queue's hints to its target, when the target is up.
+    pub(crate) async fn handoff_loop(self: Arc<Self>) {
+        let interval = Duration::from_millis(self.config.data.hint_delivery_interval_ms);
+        loop {
+            tokio::time::sleep(interval).await;
+            let targets: Vec<NodeId> = self.storage.hint_queues().into_keys().collect();
+            for target in targets {
+                if self.membership().is_up(target) {
+                    self.deliver_hints(target).await;
+                }
+            }
+        }
+    }
+
+    /// Delivers `target`'s hints oldest first; stops at the first failure
+    /// and tries again next round.
+    async fn deliver_hints(&self, target: NodeId) {
+        let timeout = Duration::from_millis(self.config.limits.peer_request_timeout_ms);
+        loop {
+            let hints = match self.storage.hints(target, None, HINT_PAGE) {
+                Ok(hints) if !hints.is_empty() => hints,
+                Ok(_) => return,
+                Err(e) => {
+                    tracing::error!(target = %target, error = %e, "cannot read hints");
+                    return;
+                }
+            };
+            for (id, payload) in hints {
+                let delivered = match codec::decode::<HintPayload>(&payload) {
+                    Ok(hint) => self.deliver_hint(target, &hint, timeout).await,
+                    Err(e) => {
+                        tracing::error!(target = %target, hint = id.0, error = %e, "undecodable hint dropped");
+                        true
+                    }
+                };
+                if !delivered {
+                    return;
+                }
+                if let Err(e) = self.storage.remove_hint(target, id) {
+                    tracing::error!(target = %target, error = %e, "delivered hint not removed");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Sends this node's copy of the hinted key to `target`. Once the
+    /// target holds it, a fallback that is not a primary of the key drops
+    /// its own copy, unless a newer write arrived meanwhile.
+    async fn deliver_hint(&self, target: NodeId, hint: &HintPayload, timeout: Duration) -> bool {
+        let Some(ring) = self.ring() else {
+            return false;
+        };
+        let Ok(key) = Self::data_key_in(&ring, &hint.bucket, &hint.key) else {
+            return true;
+        };
+        let object = match self.local_get(&key) {
+            Ok(Some(object)) => object,
+            Ok(None) => return true,
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "hinted object unreadable");
+                return false;
+            }
+        };
+        let request = Request::ReplicaPut {
+            bucket: hint.bucket.clone(),
+            key: hint.key.clone(),
+            n: hint.n,
+            object: object.clone(),
+            hint_for: None,
+            sync: false,
+        };
+        if !matches!(
+            self.call_node(target, &request, timeout).await,
+            Some(Response::Stored { .. })
+        ) {
+            return false;
+        }
+        tracing::debug!(target = %target, key = %key, "hint delivered");
+        let primary_here = ring
+            .preference_list(key.partition, usize::from(hint.n))
+            .is_primary(self.id());
+        let other_hints_here = self.storage.hint_queues().keys().any(|t| *t != target);
+        if !primary_here && !other_hints_here {
+            let delivered = codec::encode(&object).ok();
+            let dropped =
+                self.storage.update(
+                    &key,
+                    Durability::Buffered,
+                    None,
+                    &mut |current| match current {
+                        Some(datum) if Some(&datum.value) == delivered.as_ref() => Change::Delete,
+                        _ => Change::Keep,
+                    },
+                );
+            if let Err(e) = dropped {
+                tracing::warn!(key = %key, error = %e, "handed-off copy not dropped");
+            }
+        }
+        true
+    }
+}
