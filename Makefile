@@ -3,6 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 
 NODES ?= 3
+PROFILE ?= release
 
 .PHONY: deps build test lint fmt bench-storage bench-net fuzz cluster cluster-stop
 
@@ -36,7 +37,7 @@ fuzz:
 
 ## Starts NODES (default 3) local nodes; see README.
 cluster: deps
-	@NODES=$(NODES) tools/cluster.sh
+	@NODES=$(NODES) PROFILE=$(PROFILE) tools/cluster.sh
 
 cluster-stop:
 	@tools/cluster-stop.sh

@@ -6,9 +6,11 @@
 set -euo pipefail
 
 NODES=${NODES:-3}
+# PROFILE=debug runs the debug binaries (no release build; for development).
+PROFILE=${PROFILE:-release}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DIR="$ROOT/cluster"
-BIN="$ROOT/target/release"
+BIN="$ROOT/target/$PROFILE"
 NORN="$BIN/norn"
 
 [[ "$NODES" =~ ^[0-9]+$ ]] && (( NODES >= 1 && NODES <= 16 )) || { echo "NODES must be 1..16, got $NODES" >&2; exit 2; }
@@ -26,8 +28,12 @@ if [ -n "$(live_pids)" ]; then
   exit 0
 fi
 
-echo "building release binaries (the first build compiles RocksDB: 15-25 minutes on 2 cores)"
-cargo build --release --quiet -p norn-node -p norn-cli
+case "$PROFILE" in
+  release) echo "building release binaries (the first build compiles RocksDB: 15-25 minutes on 2 cores)"
+           cargo build --release --quiet -p norn-node -p norn-cli ;;
+  debug)   cargo build --quiet -p norn-node -p norn-cli ;;
+  *)       echo "PROFILE must be release or debug" >&2; exit 2 ;;
+esac
 
 rm -rf "$DIR"
 mkdir -p "$DIR/certs"
@@ -45,7 +51,9 @@ for i in $(seq 1 "$NODES"); do "$NORN" certs node "n$i" --dir "$DIR/certs" >/dev
 "$NORN" certs client admin --dir "$DIR/certs" >/dev/null
 
 write_config() { # index seed
-  local i=$1 seed=$2 zone=$(( (i - 1) % 3 + 1 ))
+  local i=$1
+  local seed=$2
+  local zone=$(( (i - 1) % 3 + 1 ))
   cat > "$DIR/n$i.toml" <<TOML
 [node]
 name = "n$i"
@@ -130,6 +138,7 @@ for i in $(seq 1 "$NODES"); do
 done
 echo
 echo "reach it from the repository root (norn finds cluster/client.toml):"
-echo "  target/release/norn admin members"
-echo "  target/release/norn admin ring"
+echo "  target/$PROFILE/norn admin members"
+echo "  target/$PROFILE/norn admin ring"
+echo "  target/$PROFILE/norn put demo hello world && target/$PROFILE/norn get demo hello"
 echo "stop it with: make cluster-stop"

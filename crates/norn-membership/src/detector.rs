@@ -85,7 +85,11 @@ fn phi_normal(elapsed: f64, mean: f64, std_dev: f64) -> f64 {
         -(1.0 - 1.0 / (1.0 + e)).log10()
     };
     if phi.is_finite() {
-        phi.max(0.0)
+        if phi > 0.0 {
+            phi
+        } else {
+            0.0
+        }
     } else {
         f64::MAX
     }

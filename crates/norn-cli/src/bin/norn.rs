@@ -165,9 +165,9 @@ enum AdminCommand {
     },
     /// Commit the staged changes as the next ring version.
     Commit,
-    /// One node's local copy of a key (NODE: name, id or address).
+    /// One node's local copy of a key (REPLICA: a node's name, id or address).
     ReplicaGet {
-        node: String,
+        replica: String,
         bucket: String,
         key: String,
         #[arg(long)]
@@ -198,10 +198,10 @@ fn read_value(value: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Ve
 
 #[derive(Debug, Subcommand)]
 enum PlanChange {
-    /// Stage NODE (a name or id) leaving the ring; its partitions move away.
-    Leave { node: String },
-    /// Stage NODE (a name or id), gone for good, out of the ring.
-    Remove { node: String },
+    /// Stage MEMBER (a name or id) leaving the ring; its partitions move away.
+    Leave { member: String },
+    /// Stage MEMBER (a name or id), gone for good, out of the ring.
+    Remove { member: String },
 }
 
 async fn open(
@@ -213,9 +213,21 @@ async fn open(
     Session::open(&config, node.as_deref(), timeout).await
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
-    let args = Args::parse();
+fn main() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let outcome = match runtime {
+        Ok(runtime) => runtime.block_on(run(Args::parse())),
+        Err(e) => Err(e.into()),
+    };
+    if let Err(e) = outcome {
+        eprintln!("error: {e:#}");
+        std::process::exit(2);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let request_timeout_ms = Some(args.timeout_ms);
     let timeout = Duration::from_millis(args.timeout_ms + 1000);
     match args.command {
@@ -287,18 +299,18 @@ async fn main() -> anyhow::Result<()> {
                 AdminCommand::Join { seed } => admin::join(&session, &seed).await,
                 AdminCommand::Plan { change, json } => {
                     let stage = change.map(|c| match c {
-                        PlanChange::Leave { node } => (ChangeKind::Leave, node),
-                        PlanChange::Remove { node } => (ChangeKind::Remove, node),
+                        PlanChange::Leave { member } => (ChangeKind::Leave, member),
+                        PlanChange::Remove { member } => (ChangeKind::Remove, member),
                     });
                     admin::plan(&session, stage, json).await
                 }
                 AdminCommand::Commit => admin::commit(&session).await,
                 AdminCommand::ReplicaGet {
-                    node,
+                    replica,
                     bucket,
                     key,
                     json,
-                } => data::replica_get(&session, &node, &bucket, &key, json).await,
+                } => data::replica_get(&session, &replica, &bucket, &key, json).await,
                 AdminCommand::Hints { json } => data::hints(&session, json).await,
             }
         }
