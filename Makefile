@@ -13,10 +13,11 @@ deps:
 build: deps
 	$(CARGO) build --workspace --all-targets
 
-## Builds and runs every test of the workspace. The binaries are built
-## first: the multi-process tests start target/debug/nornd.
+## Builds and runs every test of the workspace. Every target is built
+## first (the multi-process tests start target/debug/nornd), with the same
+## features as the tests, so RocksDB is compiled once.
 test: deps
-	$(CARGO) build --workspace --bins
+	$(CARGO) build --workspace --all-targets
 	$(CARGO) test --workspace --no-fail-fast
 
 ## rustfmt check and clippy with warnings as errors.
