@@ -30,7 +30,7 @@ fmt:
 
 ## Put and get throughput of norn-storage beside raw RocksDB.
 bench-storage: deps
-	$(CARGO) bench -p norn-storage --bench storage
+	$(CARGO) bench --workspace --bench storage
 
 ## Fuzzes the frame decoder (needs cargo-fuzz; not part of CI).
 fuzz:
@@ -45,4 +45,4 @@ cluster-stop:
 
 ## Request/response throughput and CPU of norn-net on loopback.
 bench-net: deps
-	$(CARGO) bench -p norn-net --bench rpc
+	$(CARGO) bench --workspace --bench rpc

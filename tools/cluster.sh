@@ -30,8 +30,8 @@ fi
 
 case "$PROFILE" in
   release) echo "building release binaries (the first build compiles RocksDB: 15-25 minutes on 2 cores)"
-           cargo build --release --quiet -p norn-node -p norn-cli ;;
-  debug)   cargo build --quiet -p norn-node -p norn-cli ;;
+           cargo build --release --quiet --workspace --bins ;;
+  debug)   cargo build --quiet --workspace --bins ;;
   *)       echo "PROFILE must be release or debug" >&2; exit 2 ;;
 esac
 

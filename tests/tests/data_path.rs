@@ -138,6 +138,14 @@ async fn sloppy_quorum_writes_through_fallbacks_and_hints_reach_the_restarted_pr
     let ring = cluster.form(5).await;
     let key = "hinted";
     let (primaries, fallbacks) = placement(&cluster, &ring, key);
+    // A node outside the primaries forwards the write to a primary.
+    let reply = cluster
+        .put(fallbacks[0], key, Some(b"forwarded"), None, q(3, 2, 3))
+        .await;
+    assert!(
+        matches!(&reply, Response::Written(w) if w.receipt.primaries.len() == 3),
+        "{reply:?}"
+    );
     let (down, coordinator) = ([primaries[1], primaries[2]], primaries[0]);
     for index in down {
         cluster.kill(index);
