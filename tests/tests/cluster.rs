@@ -42,6 +42,7 @@ async fn a_killed_node_is_reported_down_within_10_s_and_returns_with_its_id() {
     )
     .await;
     let took = killed_at.elapsed();
+    println!("node 3 reported down after {took:?}");
     assert!(
         took <= Duration::from_secs(10),
         "reported down after {took:?}"

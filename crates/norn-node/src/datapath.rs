@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::coordinator::{
-    choose_write_targets, Quorum, QuorumDefaults, ReadOutcome, ReadTally, WriteOutcome, WriteTally,
-    WriteTarget,
+    choose_write_targets, Quorum, QuorumDefaults, ReadOutcome, ReadTally, WriteOutcome,
+    WriteReceipt, WriteTally, WriteTarget,
 };
 use crate::node::{error, Node};
 
@@ -206,13 +206,29 @@ impl Node {
         }
     }
 
-    /// The first N reachable nodes of `list`, as read targets.
-    fn read_targets(&self, list: &PreferenceList) -> Vec<(NodeId, bool)> {
+    /// The first N reachable nodes of `list` (see [`choose_write_targets`]).
+    fn targets(&self, list: &PreferenceList) -> Vec<WriteTarget> {
         let membership = self.membership();
         choose_write_targets(list, |n| membership.is_up(n))
-            .into_iter()
-            .map(|t| (t.node, t.hint_for.is_none()))
-            .collect()
+    }
+
+    /// Checks a request and finds where its key lives: its quorum, its
+    /// storage key and its preference list. Any refusal is the reply.
+    fn route(
+        &self,
+        bucket: &[u8],
+        key: &[u8],
+        value: Option<&[u8]>,
+        options: QuorumOptions,
+    ) -> Result<(Quorum, DataKey, PreferenceList), Response> {
+        self.check_sizes(bucket, key, value)?;
+        let ring = self
+            .ring()
+            .ok_or_else(|| error(ErrorCode::Unavailable, "this node holds no ring yet"))?;
+        let quorum = self.quorum(options, &ring)?;
+        let data_key = Self::data_key_in(&ring, bucket, key)?;
+        let list = ring.preference_list(data_key.partition, usize::from(quorum.n));
+        Ok((quorum, data_key, list))
     }
 
     /// A quorum read: replies as soon as R (and PR) replicas answered; then
@@ -225,22 +241,15 @@ impl Node {
         options: QuorumOptions,
         timeout_ms: Option<u64>,
     ) -> Response {
-        if let Err(response) = self.check_sizes(&bucket, &key, None) {
-            return response;
-        }
-        let Some(ring) = self.ring() else {
-            return error(ErrorCode::Unavailable, "this node holds no ring yet");
-        };
-        let quorum = match self.quorum(options, &ring) {
-            Ok(quorum) => quorum,
+        let (quorum, data_key, list) = match self.route(&bucket, &key, None, options) {
+            Ok(route) => route,
             Err(response) => return response,
         };
-        let data_key = match Self::data_key_in(&ring, &bucket, &key) {
-            Ok(key) => key,
-            Err(response) => return response,
-        };
-        let list = ring.preference_list(data_key.partition, usize::from(quorum.n));
-        let targets = self.read_targets(&list);
+        let targets: Vec<(NodeId, bool)> = self
+            .targets(&list)
+            .into_iter()
+            .map(|t| (t.node, t.hint_for.is_none()))
+            .collect();
         if targets.is_empty() {
             return error(
                 ErrorCode::QuorumNotMet,
@@ -368,25 +377,11 @@ impl Node {
         timeout_ms: Option<u64>,
         forwarded: bool,
     ) -> Response {
-        if let Err(response) = self.check_sizes(&bucket, &key, value.as_deref()) {
-            return response;
-        }
-        let Some(ring) = self.ring() else {
-            return error(ErrorCode::Unavailable, "this node holds no ring yet");
-        };
-        let quorum = match self.quorum(options, &ring) {
-            Ok(quorum) => quorum,
+        let (quorum, data_key, list) = match self.route(&bucket, &key, value.as_deref(), options) {
+            Ok(route) => route,
             Err(response) => return response,
         };
-        let data_key = match Self::data_key_in(&ring, &bucket, &key) {
-            Ok(key) => key,
-            Err(response) => return response,
-        };
-        let list = ring.preference_list(data_key.partition, usize::from(quorum.n));
-        let targets = {
-            let membership = self.membership();
-            choose_write_targets(&list, |n| membership.is_up(n))
-        };
+        let targets = self.targets(&list);
         let timeout = self.timeout(timeout_ms);
         if !targets.iter().any(|t| t.node == self.id()) {
             if forwarded {
@@ -453,20 +448,23 @@ impl Node {
         let warn = self.config.data.siblings_warn;
         let warning =
             (siblings > warn).then(|| format!("{siblings} siblings (warning past {warn})"));
+        let failed = |receipt: WriteReceipt| {
+            let message = format!(
+                "write quorum not met: {} of {} replicas acknowledged (W={}, PW={}, DW={}), {} primaries, {} fallbacks, {} synced",
+                receipt.acked(), receipt.sent, quorum.w, quorum.pw, quorum.dw, receipt.primaries.len(), receipt.fallbacks.len(), receipt.synced
+            );
+            Response::WriteFailed { receipt, message }
+        };
         match outcome {
             WriteOutcome::Succeeded(receipt) => Response::Written(PutReply {
                 receipt,
                 siblings,
                 warning,
             }),
-            WriteOutcome::Failed(receipt) => {
-                let message = format!(
-                    "write quorum not met: {} of {} replicas acknowledged (W={}, PW={}, DW={}), {} primaries, {} fallbacks, {} synced",
-                    receipt.acked(), receipt.sent, quorum.w, quorum.pw, quorum.dw, receipt.primaries.len(), receipt.fallbacks.len(), receipt.synced
-                );
-                Response::WriteFailed { receipt, message }
-            }
-            WriteOutcome::Pending => unreachable!("the loop above runs until the write is decided"),
+            WriteOutcome::Failed(receipt) => failed(receipt),
+            // The loop ends only on a decision; a pending tally is reported
+            // as the failure it would be.
+            WriteOutcome::Pending => failed(tally.receipt()),
         }
     }
 

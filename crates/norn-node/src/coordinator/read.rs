@@ -61,13 +61,16 @@ impl ReadTally {
         self.outcome()
     }
 
-    pub fn on_timeout(&mut self) -> ReadOutcome {
-        let pending: Vec<NodeId> = self
-            .targets
+    fn pending(&self) -> Vec<NodeId> {
+        self.targets
             .iter()
             .map(|(n, _)| *n)
             .filter(|n| self.is_pending(*n))
-            .collect();
+            .collect()
+    }
+
+    pub fn on_timeout(&mut self) -> ReadOutcome {
+        let pending = self.pending();
         self.failed.extend(pending);
         self.outcome()
     }
@@ -115,12 +118,7 @@ impl ReadTally {
                 merged: self.merged(),
             };
         }
-        let pending: Vec<NodeId> = self
-            .targets
-            .iter()
-            .map(|(n, _)| *n)
-            .filter(|n| self.is_pending(*n))
-            .collect();
+        let pending = self.pending();
         let pending_primaries = pending.iter().filter(|n| self.is_primary(**n)).count();
         if self.replies.len() + pending.len() < r || primaries + pending_primaries < pr {
             return ReadOutcome::Failed {
