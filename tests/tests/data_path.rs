@@ -416,3 +416,41 @@ async fn hints_survive_a_kill_of_the_fallback_that_holds_them() {
     )
     .await;
 }
+
+/// The README's client example, run against a real cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_client_example_runs() {
+    let mut cluster = TestCluster::new(3);
+    cluster.form(3).await;
+    let nodes: Vec<String> = (0..3)
+        .map(|i| format!("\"{}\"", cluster.address(i)))
+        .collect();
+    let config = cluster.dir.path().join("client.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "nodes = [{}]\n[tls]\nca_cert = \"ca.pem\"\ncert = \"admin.pem\"\nkey = \"admin.key\"\n",
+            nodes.join(", ")
+        ),
+    )
+    .expect("client config");
+    let example = norn_tests::cluster::bin_dir()
+        .join("examples")
+        .join("quickstart");
+    let output = tokio::process::Command::new(&example)
+        .arg(&config)
+        .output()
+        .await
+        .expect("run the example");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}: {stdout}\n{}",
+        example.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("siblings: 2") && stdout.contains("value: milk,eggs,bread"),
+        "{stdout}"
+    );
+}

@@ -1,4 +1,19 @@
 //! The async Rust client of norn.
 //!
-//! Empty until the clients work (issue 5) fills it: ring-aware routing,
-//! load-balancing policies and retries.
+//! A [`Client`] connects with a client certificate, learns the ring and the
+//! members' addresses from any node, keeps them fresh, and sends each
+//! request straight to a replica of its key, chosen by a [`Policy`]:
+//! round-robin, least outstanding requests, or lowest latency (EWMA). A GET
+//! is retried on the next replica after a timeout or a connection error; a
+//! PUT or DELETE only when the node said nothing was written.
+//!
+//! - [`balancer`]: the policies (pure, unit-tested).
+//! - [`client`]: [`Client`], [`ClientOptions`] and [`ClientError`].
+
+pub mod balancer;
+pub mod client;
+
+pub use balancer::{Balancer, Policy};
+pub use client::{Client, ClientError, ClientOptions};
+pub use norn_clock::{Context, Sibling};
+pub use norn_proto::{GetReply, PutReply, QuorumOptions, WriteReceipt};
