@@ -6,7 +6,9 @@ set -euo pipefail
 
 missing=()
 command -v clang >/dev/null 2>&1 || missing+=(clang)
-if ! ls /usr/lib/llvm-*/lib/libclang*.so* >/dev/null 2>&1 && ! ldconfig -p 2>/dev/null | grep -q 'libclang\.so\|libclang-[0-9]'; then
+# bindgen needs libclang itself (libclang.so from libclang-dev); a fresh
+# machine may already have the unrelated libclang-cpp, so match exactly.
+if ! dpkg -s libclang-dev >/dev/null 2>&1 && ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1; then
   missing+=(libclang-dev)
 fi
 command -v cargo >/dev/null 2>&1 || { echo "cargo is not installed: install Rust (rustup) first" >&2; exit 1; }
