@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use norn_ring::Partition;
 use norn_storage::{Change, DataKey, Datum, Durability, Storage, Store, StoreOptions};
-use rocksdb::{BlockBasedOptions, Options, WriteOptions, DB};
+use rocksdb::{Options, WriteOptions, DB};
 
 const VALUE_BYTES: usize = 1024;
 
@@ -72,10 +72,7 @@ fn bench_raw(ops: u64) -> (f64, f64) {
     options.create_if_missing(true);
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
     options.increase_parallelism(2);
-    let mut table = BlockBasedOptions::default();
-    table.set_bloom_filter(10.0, false);
-    table.set_cache_index_and_filter_blocks(true);
-    options.set_block_based_table_factory(&table);
+    norn_storage::backend::data_column_options(&mut options);
     let db = DB::open(&options, dir.path()).expect("open");
     let mut write = WriteOptions::default();
     write.set_sync(false);

@@ -68,6 +68,20 @@ pub struct RocksBackend {
     db: DB,
 }
 
+/// Options of the data column, public so that benchmarks can give raw
+/// RocksDB the same. Every write reads the key first (to merge versions and
+/// update its tree leaf): a whole-key bloom filter on the memtable answers
+/// that read for new keys without searching the skiplist, and bloom filters
+/// on the SST files do the same below it.
+pub fn data_column_options(options: &mut Options) {
+    let mut table = BlockBasedOptions::default();
+    table.set_bloom_filter(10.0, false);
+    table.set_cache_index_and_filter_blocks(true);
+    options.set_block_based_table_factory(&table);
+    options.set_memtable_whole_key_filtering(true);
+    options.set_memtable_prefix_bloom_ratio(0.1);
+}
+
 impl RocksBackend {
     /// Opens (creating if missing) the database at `path`.
     pub fn open(path: &Path) -> Result<RocksBackend> {
@@ -80,10 +94,7 @@ impl RocksBackend {
             let mut cf = Options::default();
             cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
             if column == Column::Data {
-                let mut table = BlockBasedOptions::default();
-                table.set_bloom_filter(10.0, false);
-                table.set_cache_index_and_filter_blocks(true);
-                cf.set_block_based_table_factory(&table);
+                data_column_options(&mut cf);
             }
             ColumnFamilyDescriptor::new(column.name(), cf)
         });
