@@ -206,6 +206,16 @@ impl NodeConfig {
 
     /// Checks every bound; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
+        self.validate_node()?;
+        self.validate_ring()?;
+        self.membership.validate().map_err(|e| e.to_string())?;
+        self.validate_storage()?;
+        self.validate_limits()?;
+        self.validate_data()
+    }
+
+    /// The `[node]` section.
+    fn validate_node(&self) -> Result<(), String> {
         let name_ok = |s: &str| {
             (1..=64).contains(&s.len())
                 && s.bytes()
@@ -232,6 +242,11 @@ impl NodeConfig {
         if self.node.seeds.len() > 64 {
             return Err("node.seeds holds more than 64 addresses".into());
         }
+        Ok(())
+    }
+
+    /// The `[ring]` section.
+    fn validate_ring(&self) -> Result<(), String> {
         let ring = &self.ring;
         if !(norn_ring::PARTITION_BITS_MIN..=norn_ring::PARTITION_BITS_MAX)
             .contains(&ring.partition_bits)
@@ -247,7 +262,11 @@ impl NodeConfig {
                 ring.n_max, ring.default_n
             ));
         }
-        self.membership.validate().map_err(|e| e.to_string())?;
+        Ok(())
+    }
+
+    /// The `[storage]` section.
+    fn validate_storage(&self) -> Result<(), String> {
         let storage = &self.storage;
         if !((1 << 20)..=(64 << 30)).contains(&storage.hint_bytes_max_per_target) {
             return Err(format!(
@@ -257,6 +276,11 @@ impl NodeConfig {
         }
         TreeShape::new(storage.tree_fanout, storage.tree_depth)
             .map_err(|e| format!("storage: {e}"))?;
+        Ok(())
+    }
+
+    /// The `[limits]` section.
+    fn validate_limits(&self) -> Result<(), String> {
         let limits = &self.limits;
         if !((64 << 10)..=(64 << 20)).contains(&limits.max_frame_bytes) {
             return Err(format!(
@@ -270,6 +294,18 @@ impl NodeConfig {
                 limits.max_in_flight_per_connection
             ));
         }
+        if !(10..=600_000).contains(&limits.peer_request_timeout_ms) {
+            return Err(format!(
+                "limits.peer_request_timeout_ms {} must be 10..=600000",
+                limits.peer_request_timeout_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// The `[data]` section.
+    fn validate_data(&self) -> Result<(), String> {
+        let limits = &self.limits;
         let data = &self.data;
         if !(1..=255).contains(&data.max_bucket_bytes)
             || !(1..=65_536).contains(&data.max_key_bytes)
@@ -295,12 +331,6 @@ impl NodeConfig {
             || !(100..=600_000).contains(&data.hint_delivery_interval_ms)
         {
             return Err("data.request_timeout_ms must be 10..=600000 and data.hint_delivery_interval_ms 100..=600000".into());
-        }
-        if !(10..=600_000).contains(&limits.peer_request_timeout_ms) {
-            return Err(format!(
-                "limits.peer_request_timeout_ms {} must be 10..=600000",
-                limits.peer_request_timeout_ms
-            ));
         }
         Ok(())
     }

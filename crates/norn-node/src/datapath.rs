@@ -16,8 +16,8 @@ use tokio::sync::mpsc;
 use tracing::Instrument;
 
 use crate::coordinator::{
-    choose_write_targets, Quorum, QuorumDefaults, ReadOutcome, ReadTally, WriteOutcome,
-    WriteReceipt, WriteTally, WriteTarget,
+    choose_write_targets, Quorum, QuorumDefaults, ReadOutcome, ReadTally, WriteOutcome, WriteTally,
+    WriteTarget,
 };
 use crate::node::{error, Node};
 
@@ -29,6 +29,28 @@ pub(crate) struct HintPayload {
     #[serde(with = "serde_bytes")]
     pub key: Vec<u8>,
     pub n: u8,
+}
+
+/// Waits for a write's acknowledgements until it is decided. A failed write
+/// still waits for its outstanding replicas (until the timeout), so that
+/// the receipt says how many did write.
+async fn await_write(
+    tally: &mut WriteTally,
+    mut outcome: WriteOutcome,
+    mut acks: mpsc::Receiver<(NodeId, Option<bool>)>,
+    timeout: Duration,
+) -> WriteOutcome {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while outcome == WriteOutcome::Pending
+        || (matches!(outcome, WriteOutcome::Failed(_)) && !tally.all_in())
+    {
+        outcome = match tokio::time::timeout_at(deadline, acks.recv()).await {
+            Ok(Some((node, Some(synced)))) => tally.on_ack(node, synced),
+            Ok(Some((node, None))) => tally.on_failure(node),
+            Ok(None) | Err(_) => tally.on_timeout(),
+        };
+    }
+    outcome
 }
 
 /// A local write refused or failed.
@@ -257,56 +279,8 @@ impl Node {
             );
         }
         let timeout = self.timeout(timeout_ms);
-        let (tx, mut rx) = mpsc::channel(targets.len().max(1));
-        for &(node, _) in &targets {
-            let (node_ref, tx, data_key) = (self.clone(), tx.clone(), data_key.clone());
-            let request = Request::ReplicaGet {
-                bucket: bucket.clone(),
-                key: key.clone(),
-            };
-            tokio::spawn(
-                async move {
-                    let reply = if node == node_ref.id() {
-                        node_ref.local_get(&data_key).ok()
-                    } else {
-                        match node_ref.call_node(node, &request, timeout).await {
-                            Some(Response::Replica { object }) => Some(object),
-                            _ => None,
-                        }
-                    };
-                    let _ = tx.send((node, reply)).await;
-                }
-                .instrument(self.span.clone()),
-            );
-        }
-        drop(tx);
-        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
-        let node = self.clone();
-        tokio::spawn(
-            async move {
-                let mut tally = ReadTally::new(quorum, targets);
-                let deadline = tokio::time::Instant::now() + timeout;
-                let mut first = Some(first_tx);
-                let mut outcome = ReadOutcome::Pending;
-                while !tally.all_in() {
-                    outcome = match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some((from, Some(object)))) => tally.on_reply(from, object),
-                        Ok(Some((from, None))) => tally.on_failure(from),
-                        Ok(None) | Err(_) => tally.on_timeout(),
-                    };
-                    if outcome != ReadOutcome::Pending {
-                        if let Some(first) = first.take() {
-                            let _ = first.send(outcome.clone());
-                        }
-                    }
-                }
-                if let Some(first) = first.take() {
-                    let _ = first.send(outcome);
-                }
-                node.read_repair(&data_key, quorum.n, &tally, timeout).await;
-            }
-            .instrument(self.span.clone()),
-        );
+        let replies = self.spawn_replica_reads(&data_key, &targets, timeout);
+        let first_rx = self.spawn_read_tally(data_key, quorum, targets, replies, timeout);
         match first_rx.await {
             Ok(ReadOutcome::Done { merged }) => Response::Value(self.get_reply(merged, quorum)),
             Ok(ReadOutcome::Failed { replies, required }) => error(
@@ -315,6 +289,76 @@ impl Node {
             ),
             _ => error(ErrorCode::Timeout, "read timed out"),
         }
+    }
+
+    /// Asks each target for its copy (this node reads its own); replies
+    /// arrive on the returned channel, `None` for a failed replica.
+    fn spawn_replica_reads(
+        self: &Arc<Self>,
+        key: &DataKey,
+        targets: &[(NodeId, bool)],
+        timeout: Duration,
+    ) -> mpsc::Receiver<(NodeId, Option<Option<Object>>)> {
+        let (tx, rx) = mpsc::channel(targets.len().max(1));
+        for &(node, _) in targets {
+            let (this, tx, key) = (self.clone(), tx.clone(), key.clone());
+            let request = Request::ReplicaGet {
+                bucket: key.bucket.clone(),
+                key: key.key.clone(),
+            };
+            let read = async move {
+                let reply = if node == this.id() {
+                    this.local_get(&key).ok()
+                } else {
+                    match this.call_node(node, &request, timeout).await {
+                        Some(Response::Replica { object }) => Some(object),
+                        _ => None,
+                    }
+                };
+                let _ = tx.send((node, reply)).await;
+            };
+            tokio::spawn(read.instrument(self.span.clone()));
+        }
+        rx
+    }
+
+    /// Tallies the replies: the first decision goes to the returned
+    /// receiver (the client's answer); the task then waits for the other
+    /// replicas until the timeout and read-repairs the stale ones.
+    fn spawn_read_tally(
+        self: &Arc<Self>,
+        key: DataKey,
+        quorum: Quorum,
+        targets: Vec<(NodeId, bool)>,
+        mut replies: mpsc::Receiver<(NodeId, Option<Option<Object>>)>,
+        timeout: Duration,
+    ) -> tokio::sync::oneshot::Receiver<ReadOutcome> {
+        let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        let tally_task = async move {
+            let mut tally = ReadTally::new(quorum, targets);
+            let deadline = tokio::time::Instant::now() + timeout;
+            let mut first = Some(first_tx);
+            let mut outcome = ReadOutcome::Pending;
+            while !tally.all_in() {
+                outcome = match tokio::time::timeout_at(deadline, replies.recv()).await {
+                    Ok(Some((from, Some(object)))) => tally.on_reply(from, object),
+                    Ok(Some((from, None))) => tally.on_failure(from),
+                    Ok(None) | Err(_) => tally.on_timeout(),
+                };
+                if outcome != ReadOutcome::Pending {
+                    if let Some(first) = first.take() {
+                        let _ = first.send(outcome.clone());
+                    }
+                }
+            }
+            if let Some(first) = first.take() {
+                let _ = first.send(outcome);
+            }
+            this.read_repair(&key, quorum.n, &tally, timeout).await;
+        };
+        tokio::spawn(tally_task.instrument(self.span.clone()));
+        first_rx
     }
 
     fn get_reply(&self, merged: Option<Object>, quorum: Quorum) -> GetReply {
@@ -390,12 +434,6 @@ impl Node {
                     "forwarded write reached a node that is not among its replicas",
                 );
             }
-            let Some(coordinator) = targets.first().map(|t| t.node) else {
-                return error(
-                    ErrorCode::QuorumNotMet,
-                    "no replica of this key is reachable; nothing was written",
-                );
-            };
             let request = Request::Put {
                 bucket,
                 key,
@@ -405,16 +443,10 @@ impl Node {
                 timeout_ms,
                 forwarded: true,
             };
-            return match self.call_node(coordinator, &request, timeout).await {
-                Some(response) => response,
-                None => error(
-                    ErrorCode::Timeout,
-                    format!("forwarding to {coordinator} failed; the write may have happened"),
-                ),
-            };
+            return self.forward_put(&targets, request, timeout).await;
         }
-        let sibling = value.map_or(Sibling::Tombstone, Sibling::Value);
         let sync = quorum.dw > 0;
+        let sibling = value.map_or(Sibling::Tombstone, Sibling::Value);
         let object = match self.local_update(&data_key, quorum.n, &context.unwrap_or_default(), sibling, sync) {
             Ok(object) => object,
             Err(LocalWriteError::TooManySiblings(count)) => {
@@ -426,46 +458,67 @@ impl Node {
             Err(LocalWriteError::Failed(reason)) => return error(ErrorCode::Storage, reason),
         };
         let mut tally = WriteTally::new(quorum, targets.clone());
-        let mut outcome = tally.on_ack(self.id(), sync || self.config.storage.sync_every_write);
-        let (tx, mut rx) = mpsc::channel(targets.len().max(1));
+        let first = tally.on_ack(self.id(), sync || self.config.storage.sync_every_write);
+        let (tx, acks) = mpsc::channel(targets.len().max(1));
         for target in targets.into_iter().filter(|t| t.node != self.id()) {
             self.spawn_replica_put(target, &data_key, quorum, &object, timeout, tx.clone());
         }
         drop(tx);
-        let deadline = tokio::time::Instant::now() + timeout;
-        // A failed write still waits for its outstanding replicas, so that
-        // the receipt says how many did write.
-        while outcome == WriteOutcome::Pending
-            || (matches!(outcome, WriteOutcome::Failed(_)) && !tally.all_in())
-        {
-            outcome = match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some((node, Some(synced)))) => tally.on_ack(node, synced),
-                Ok(Some((node, None))) => tally.on_failure(node),
-                Ok(None) | Err(_) => tally.on_timeout(),
-            };
+        let outcome = await_write(&mut tally, first, acks, timeout).await;
+        self.write_reply(outcome, &tally, quorum, object.value_count() as u32)
+    }
+
+    /// Passes a write to the first reachable primary, which coordinates it.
+    async fn forward_put(
+        &self,
+        targets: &[WriteTarget],
+        request: Request,
+        timeout: Duration,
+    ) -> Response {
+        let Some(coordinator) = targets.first().map(|t| t.node) else {
+            return error(
+                ErrorCode::QuorumNotMet,
+                "no replica of this key is reachable; nothing was written",
+            );
+        };
+        match self.call_node(coordinator, &request, timeout).await {
+            Some(response) => response,
+            None => error(
+                ErrorCode::Timeout,
+                format!("forwarding to {coordinator} failed; the write may have happened"),
+            ),
         }
-        let siblings = object.value_count() as u32;
+    }
+
+    /// The client's answer to a coordinated write.
+    fn write_reply(
+        &self,
+        outcome: WriteOutcome,
+        tally: &WriteTally,
+        quorum: Quorum,
+        siblings: u32,
+    ) -> Response {
         let warn = self.config.data.siblings_warn;
         let warning =
             (siblings > warn).then(|| format!("{siblings} siblings (warning past {warn})"));
-        let failed = |receipt: WriteReceipt| {
-            let message = format!(
-                "write quorum not met: {} of {} replicas acknowledged (W={}, PW={}, DW={}), {} primaries, {} fallbacks, {} synced",
-                receipt.acked(), receipt.sent, quorum.w, quorum.pw, quorum.dw, receipt.primaries.len(), receipt.fallbacks.len(), receipt.synced
-            );
-            Response::WriteFailed { receipt, message }
+        let receipt = match outcome {
+            WriteOutcome::Succeeded(receipt) => {
+                return Response::Written(PutReply {
+                    receipt,
+                    siblings,
+                    warning,
+                })
+            }
+            WriteOutcome::Failed(receipt) => receipt,
+            // Only a decided tally is awaited; a pending one is reported as
+            // the failure it would be.
+            WriteOutcome::Pending => tally.receipt(),
         };
-        match outcome {
-            WriteOutcome::Succeeded(receipt) => Response::Written(PutReply {
-                receipt,
-                siblings,
-                warning,
-            }),
-            WriteOutcome::Failed(receipt) => failed(receipt),
-            // The loop ends only on a decision; a pending tally is reported
-            // as the failure it would be.
-            WriteOutcome::Pending => failed(tally.receipt()),
-        }
+        let message = format!(
+            "write quorum not met: {} of {} replicas acknowledged (W={}, PW={}, DW={}), {} primaries, {} fallbacks, {} synced",
+            receipt.acked(), receipt.sent, quorum.w, quorum.pw, quorum.dw, receipt.primaries.len(), receipt.fallbacks.len(), receipt.synced
+        );
+        Response::WriteFailed { receipt, message }
     }
 
     fn spawn_replica_put(
