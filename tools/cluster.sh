@@ -134,7 +134,7 @@ trap - ERR
 echo
 echo "norn cluster of $NODES nodes is up (data, logs and certificates in cluster/):"
 for i in $(seq 1 "$NODES"); do
-  echo "  n$i  $(tr -d '\n' < "$DIR/n$i/address")  pid $(sed -n "${i}p" "$DIR/pids")  log cluster/n$i.log"
+  echo "  n$i  quic $(tr -d '\n' < "$DIR/n$i/address")  http http://$(tr -d '\n' < "$DIR/n$i/http_address")  pid $(sed -n "${i}p" "$DIR/pids")  log cluster/n$i.log"
 done
 echo
 echo "reach it from the repository root (norn finds cluster/client.toml):"

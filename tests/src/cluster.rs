@@ -38,6 +38,8 @@ pub struct TestNode {
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub address: Option<SocketAddr>,
+    /// Bearer token of the node's HTTP API, if it requires one.
+    pub http_token: Option<String>,
     child: Option<Child>,
 }
 
@@ -94,11 +96,21 @@ impl TestCluster {
             name,
             id,
             address: None,
+            http_token: None,
             child: None,
         };
         self.nodes.push(node);
         self.write_config(index, "127.0.0.1:0".parse().expect("addr"));
         index
+    }
+
+    /// Requires `token` on node `index`'s HTTP API (from its next start).
+    pub fn set_http_token(&mut self, index: usize, token: &str) {
+        self.nodes[index].http_token = Some(token.to_string());
+        let listen = self.nodes[index]
+            .address
+            .unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr"));
+        self.write_config(index, listen);
     }
 
     fn write_config(&self, index: usize, listen: SocketAddr) {
@@ -127,7 +139,10 @@ key = "{name}.key"
 
 [ring]
 partition_bits = 6
-"#
+{http}"#,
+                http = node.http_token.as_ref().map_or(String::new(), |t| format!(
+                    "\n[http]\nbearer_token = \"{t}\"\n"
+                )),
             ),
         );
     }
@@ -236,6 +251,14 @@ partition_bits = 6
             .stdin(Stdio::null())
             .output()
             .expect("run nornd")
+    }
+
+    /// The HTTP API address node `index` wrote at start.
+    pub fn http_address(&self, index: usize) -> SocketAddr {
+        let file = self.nodes[index].data_dir.join("http_address");
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        text.trim().parse().expect("an address")
     }
 
     pub fn address(&self, index: usize) -> SocketAddr {

@@ -12,21 +12,12 @@ use crate::client_config::Session;
 
 /// Encodes a causal context for the command line.
 pub fn context_to_hex(context: &Context) -> anyhow::Result<String> {
-    Ok(codec::encode(context)?
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(codec::context_to_hex(context)?)
 }
 
 /// Decodes a context given with `--context`.
 pub fn context_from_hex(hex: &str) -> anyhow::Result<Context> {
-    anyhow::ensure!(hex.len().is_multiple_of(2), "context {hex:?} is not hex");
-    let bytes = (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
-        .collect::<Result<Vec<u8>, _>>()
-        .with_context(|| format!("context {hex:?} is not hex"))?;
-    codec::decode(&bytes).context("context does not decode: pass the one `norn get` printed")
+    codec::context_from_hex(hex).context("pass the context `norn get` printed")
 }
 
 #[derive(Debug, Serialize)]

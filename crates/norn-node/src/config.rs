@@ -28,6 +28,29 @@ pub struct NodeConfig {
     pub limits: LimitsSection,
     #[serde(default)]
     pub data: DataSection,
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+/// The HTTP API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSection {
+    /// TCP address of the HTTP API; port 0 picks a free port (written to
+    /// `<data_dir>/http_address`). Default `127.0.0.1:0`.
+    pub listen: SocketAddr,
+    /// Required as `Authorization: Bearer <token>` on every route but
+    /// `/health`; mandatory when `listen` is not a loopback address.
+    pub bearer_token: Option<String>,
+}
+
+impl Default for HttpSection {
+    fn default() -> Self {
+        HttpSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            bearer_token: None,
+        }
+    }
 }
 
 /// The data path: sizes, siblings, timeouts, hand-off.
@@ -211,7 +234,23 @@ impl NodeConfig {
         self.membership.validate().map_err(|e| e.to_string())?;
         self.validate_storage()?;
         self.validate_limits()?;
-        self.validate_data()
+        self.validate_data()?;
+        self.validate_http()
+    }
+
+    /// The `[http]` section: off loopback, a bearer token is required.
+    fn validate_http(&self) -> Result<(), String> {
+        let token = self.http.bearer_token.as_deref();
+        if token.is_some_and(|t| t.len() < 16 || !t.is_ascii() || t.contains(char::is_whitespace)) {
+            return Err("http.bearer_token must be at least 16 printable ASCII characters".into());
+        }
+        if !self.http.listen.ip().is_loopback() && token.is_none() {
+            return Err(format!(
+                "http.listen {} is not loopback: set http.bearer_token",
+                self.http.listen
+            ));
+        }
+        Ok(())
     }
 
     /// The `[node]` section.
@@ -391,6 +430,13 @@ mod tests {
     fn the_example_config_is_valid() {
         let text = include_str!("../../../nornd.example.toml");
         parse(text).expect("the example parses and validates");
+    }
+
+    #[test]
+    fn http_off_loopback_needs_a_token() {
+        let open = format!("{MINIMAL}\n[http]\nlisten = \"0.0.0.0:8080\"");
+        assert!(parse(&open).expect_err("refused").contains("bearer_token"));
+        parse(&format!("{open}\nbearer_token = \"0123456789abcdef\"")).expect("token given");
     }
 
     #[test]

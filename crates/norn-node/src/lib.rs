@@ -4,6 +4,7 @@
 //! - [`coordinator`]: the data path's request state machines (sans-IO).
 //! - [`datapath`]: quorum reads and writes, read repair, the replica side.
 //! - [`handoff`]: hinted handoff from fallbacks to primaries.
+//! - [`http`]: the HTTP API.
 //! - [`identity`]: the node's persistent id, incarnation and actor id.
 //! - [`plan`]: pure planning of ring changes from staged changes.
 //! - [`node`]: [`Node`], the running node: gossip loop, request handling,
@@ -15,6 +16,7 @@ pub mod coordinator;
 pub mod datapath;
 pub mod error;
 pub mod handoff;
+pub mod http;
 pub mod identity;
 pub mod node;
 pub mod plan;

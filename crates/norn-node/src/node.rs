@@ -24,6 +24,8 @@ use crate::plan;
 const RING_META: &str = "ring";
 /// Name of the file in the data directory that holds the advertised address.
 pub const ADDRESS_FILE: &str = "address";
+/// Name of the file in the data directory that holds the HTTP address.
+pub const HTTP_ADDRESS_FILE: &str = "http_address";
 
 /// A running norn node.
 #[derive(Debug)]
@@ -140,18 +142,51 @@ impl Node {
             let endpoint = self.endpoint.clone();
             async move { endpoint.serve(handler).await }.instrument(self.span.clone())
         });
+        let http = self.clone().start_http().await?;
         let gossip = tokio::spawn(self.clone().gossip_loop().instrument(self.span.clone()));
         let handoff = tokio::spawn(self.clone().handoff_loop().instrument(self.span.clone()));
         shutdown.await;
         self.span.in_scope(|| tracing::info!("shutting down"));
         gossip.abort();
         handoff.abort();
+        http.abort();
         self.endpoint.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
         serve.abort();
         self.storage.sync()?;
         self.span.in_scope(|| tracing::info!("stopped"));
         Ok(())
+    }
+
+    /// Binds the HTTP API, writes its address to the data directory, and
+    /// serves it until the returned task is aborted.
+    async fn start_http(self: Arc<Self>) -> Result<tokio::task::JoinHandle<()>, NodeError> {
+        let listen = self.config.http.listen;
+        let io_error = |path: String, e: std::io::Error| NodeError::Io {
+            path,
+            reason: e.to_string(),
+        };
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .map_err(|e| io_error(listen.to_string(), e))?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| io_error(listen.to_string(), e))?;
+        let file = self.config.node.data_dir.join(HTTP_ADDRESS_FILE);
+        std::fs::write(&file, format!("{bound}\n"))
+            .map_err(|e| io_error(file.display().to_string(), e))?;
+        self.span
+            .in_scope(|| tracing::info!(address = %bound, "HTTP API listening"));
+        let app = crate::http::router(self.clone());
+        let span = self.span.clone();
+        Ok(tokio::spawn(
+            async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "HTTP API stopped");
+                }
+            }
+            .instrument(span),
+        ))
     }
 
     fn now_ms(&self) -> u64 {
@@ -299,7 +334,7 @@ impl Node {
         Response::Ack
     }
 
-    fn member_infos(&self) -> Vec<MemberInfo> {
+    pub(crate) fn member_infos(&self) -> Vec<MemberInfo> {
         self.membership()
             .view(self.now_ms())
             .into_iter()

@@ -76,3 +76,28 @@ fn decode_limited<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Resu
     }
     Ok(value)
 }
+
+/// A causal context as text (hex of its encoding), for headers and the
+/// command line. Opaque to users: they hand back what they were given.
+pub fn context_to_hex(context: &norn_clock::Context) -> Result<String, ProtoError> {
+    Ok(encode(context)?
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
+}
+
+/// Parses a context given as text by [`context_to_hex`].
+pub fn context_from_hex(hex: &str) -> Result<norn_clock::Context, ProtoError> {
+    let not_hex = || ProtoError::Decode {
+        reason: format!("context {hex:?} is not hex"),
+    };
+    if !hex.len().is_multiple_of(2) || !hex.is_ascii() {
+        return Err(not_hex());
+    }
+    let bytes = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&hex[i..i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| not_hex())?;
+    decode(&bytes)
+}

@@ -1,0 +1,371 @@
+//! The HTTP API of a node (axum, HTTP/1.1).
+//!
+//! - `GET|PUT|DELETE /buckets/{bucket}/keys/{key}` with `n, r, w, pr, pw, dw,
+//!   timeout_ms` as query parameters; the causal context travels in the
+//!   `X-Norn-Context` header (hex, opaque). A GET answers 200 with the value,
+//!   404 when not found, or 300 Multiple Choices with every sibling as JSON
+//!   (`{"siblings": [{"value": "..."} | {"value_hex": "..."}], "deleted": n}`).
+//!   A write answers 204 with its receipt in `X-Norn-Acked`, `X-Norn-Sent`,
+//!   `X-Norn-Primaries`, `X-Norn-Fallbacks` (`fallback=primary,...`) and
+//!   `X-Norn-Synced`; a missed quorum is a 503 with the same headers.
+//! - `/health`, `/ring`, `/members` (JSON).
+//! - Errors are JSON `{"code": "...", "message": "..."}` with stable codes.
+//!
+//! It listens on loopback unless configured otherwise; anywhere else it
+//! requires `Authorization: Bearer <http.bearer_token>` (checked at load).
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::routing::get;
+use axum::Router;
+use norn_clock::Sibling;
+use norn_proto::{codec, ErrorCode, GetReply, QuorumOptions, Response, WriteReceipt};
+use serde::{Deserialize, Serialize};
+
+use crate::node::Node;
+
+/// Query parameters of the key routes.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyQuery {
+    n: Option<u8>,
+    r: Option<u8>,
+    w: Option<u8>,
+    pr: Option<u8>,
+    pw: Option<u8>,
+    dw: Option<u8>,
+    timeout_ms: Option<u64>,
+}
+
+impl KeyQuery {
+    fn options(&self) -> QuorumOptions {
+        QuorumOptions {
+            n: self.n,
+            r: self.r,
+            w: self.w,
+            pr: self.pr,
+            pw: self.pw,
+            dw: self.dw,
+        }
+    }
+}
+
+const CONTEXT_HEADER: &str = "x-norn-context";
+
+/// The stable code of an error, in JSON bodies.
+fn code_name(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::BadRequest => "bad_request",
+        ErrorCode::Storage => "storage",
+        ErrorCode::Unavailable => "unavailable",
+        ErrorCode::Forbidden => "forbidden",
+        ErrorCode::Conflict => "conflict",
+        ErrorCode::QuorumNotMet => "quorum_not_met",
+        ErrorCode::TooManySiblings => "too_many_siblings",
+        ErrorCode::Timeout => "timeout",
+    }
+}
+
+fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+        ErrorCode::Conflict | ErrorCode::TooManySiblings => StatusCode::CONFLICT,
+        ErrorCode::QuorumNotMet | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::Storage => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorBody<'a> {
+    code: &'a str,
+    message: &'a str,
+}
+
+fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    (status, axum::Json(ErrorBody { code, message })).into_response()
+}
+
+/// The API's routes, for `node`.
+pub(crate) fn router(node: Arc<Node>) -> Router {
+    Router::new()
+        .route(
+            "/buckets/{bucket}/keys/{key}",
+            get(get_key).put(put_key).delete(delete_key),
+        )
+        .route("/health", get(health))
+        .route("/ring", get(ring))
+        .route("/members", get(members))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
+            authorize,
+        ))
+        // One byte over the value limit, so that the node's own check
+        // answers oversized values with its JSON error.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            node.config.data.max_value_bytes + 1,
+        ))
+        .with_state(node)
+}
+
+/// Requires the bearer token, when one is configured, on every route but
+/// `/health`.
+async fn authorize(
+    State(node): State<Arc<Node>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> HttpResponse {
+    let Some(token) = node.config.http.bearer_token.as_deref() else {
+        return next.run(request).await;
+    };
+    if request.uri().path() == "/health" {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    if presented == Some(format!("Bearer {token}").as_str()) {
+        next.run(request).await
+    } else {
+        json_error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a bearer token is required",
+        )
+    }
+}
+
+/// The context a write sends back, if any; a malformed one is refused.
+fn context_of(headers: &HeaderMap) -> Result<Option<norn_clock::Context>, String> {
+    let Some(value) = headers.get(CONTEXT_HEADER) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| "X-Norn-Context is not text".to_string())?;
+    codec::context_from_hex(text)
+        .map(Some)
+        .map_err(|e| format!("X-Norn-Context: {e}"))
+}
+
+fn with_context(mut response: HttpResponse, reply: &GetReply) -> HttpResponse {
+    if let Ok(hex) = codec::context_to_hex(&reply.context) {
+        if let Ok(value) = HeaderValue::from_str(&hex) {
+            response.headers_mut().insert(CONTEXT_HEADER, value);
+        }
+    }
+    if let Some(warning) = reply
+        .warning
+        .as_deref()
+        .and_then(|w| HeaderValue::from_str(w).ok())
+    {
+        response.headers_mut().insert("x-norn-warning", warning);
+    }
+    response
+}
+
+#[derive(Debug, Serialize)]
+struct SiblingJson {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_hex: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct SiblingsJson {
+    siblings: Vec<SiblingJson>,
+    /// Tombstones among the siblings (deletes concurrent with the values).
+    deleted: usize,
+}
+
+fn error_response(response: Response) -> HttpResponse {
+    match response {
+        Response::Error(e) => json_error(status_of(e.code), code_name(e.code), &e.message),
+        other => json_error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            &format!("unexpected reply {other:?}"),
+        ),
+    }
+}
+
+async fn get_key(
+    State(node): State<Arc<Node>>,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(query): Query<KeyQuery>,
+) -> HttpResponse {
+    let reply = match node
+        .coordinate_get(
+            bucket.into_bytes(),
+            key.into_bytes(),
+            query.options(),
+            query.timeout_ms,
+        )
+        .await
+    {
+        Response::Value(reply) => reply,
+        other => return error_response(other),
+    };
+    let live: Vec<&Vec<u8>> = reply
+        .siblings
+        .iter()
+        .filter_map(|s| {
+            if let Sibling::Value(v) = s {
+                Some(v)
+            } else {
+                None
+            }
+        })
+        .collect();
+    let response = match live.as_slice() {
+        [] => json_error(StatusCode::NOT_FOUND, "not_found", "no live value"),
+        [value] => (
+            StatusCode::OK,
+            [("content-type", "application/octet-stream")],
+            Body::from((*value).clone()),
+        )
+            .into_response(),
+        values => {
+            let siblings = values
+                .iter()
+                .map(|v| match std::str::from_utf8(v) {
+                    Ok(text) => SiblingJson {
+                        value: Some(text.to_string()),
+                        value_hex: None,
+                    },
+                    Err(_) => SiblingJson {
+                        value: None,
+                        value_hex: Some(v.iter().map(|b| format!("{b:02x}")).collect()),
+                    },
+                })
+                .collect();
+            let deleted = reply.siblings.len() - values.len();
+            (
+                StatusCode::MULTIPLE_CHOICES,
+                axum::Json(SiblingsJson { siblings, deleted }),
+            )
+                .into_response()
+        }
+    };
+    with_context(response, &reply)
+}
+
+fn receipt_headers(response: &mut HttpResponse, receipt: &WriteReceipt) {
+    let join = |items: Vec<String>| items.join(",");
+    let headers = [
+        ("x-norn-acked", receipt.acked().to_string()),
+        ("x-norn-sent", receipt.sent.to_string()),
+        (
+            "x-norn-primaries",
+            join(receipt.primaries.iter().map(|p| p.to_string()).collect()),
+        ),
+        (
+            "x-norn-fallbacks",
+            join(
+                receipt
+                    .fallbacks
+                    .iter()
+                    .map(|(f, p)| format!("{f}={p}"))
+                    .collect(),
+            ),
+        ),
+        ("x-norn-synced", receipt.synced.to_string()),
+    ];
+    for (name, value) in headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+}
+
+async fn write_key(
+    node: Arc<Node>,
+    bucket: String,
+    key: String,
+    value: Option<Vec<u8>>,
+    headers: HeaderMap,
+    query: KeyQuery,
+) -> HttpResponse {
+    let context = match context_of(&headers) {
+        Ok(context) => context,
+        Err(message) => return json_error(StatusCode::BAD_REQUEST, "bad_request", &message),
+    };
+    let reply = node
+        .coordinate_put(
+            bucket.into_bytes(),
+            key.into_bytes(),
+            value,
+            context,
+            query.options(),
+            query.timeout_ms,
+            false,
+        )
+        .await;
+    match reply {
+        Response::Written(written) => {
+            let mut response = StatusCode::NO_CONTENT.into_response();
+            receipt_headers(&mut response, &written.receipt);
+            if let Some(warning) = written
+                .warning
+                .as_deref()
+                .and_then(|w| HeaderValue::from_str(w).ok())
+            {
+                response.headers_mut().insert("x-norn-warning", warning);
+            }
+            response
+        }
+        Response::WriteFailed { receipt, message } => {
+            let mut response =
+                json_error(StatusCode::SERVICE_UNAVAILABLE, "quorum_not_met", &message);
+            receipt_headers(&mut response, &receipt);
+            response
+        }
+        other => error_response(other),
+    }
+}
+
+async fn put_key(
+    State(node): State<Arc<Node>>,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(query): Query<KeyQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> HttpResponse {
+    write_key(node, bucket, key, Some(body.to_vec()), headers, query).await
+}
+
+async fn delete_key(
+    State(node): State<Arc<Node>>,
+    Path((bucket, key)): Path<(String, String)>,
+    Query(query): Query<KeyQuery>,
+    headers: HeaderMap,
+) -> HttpResponse {
+    write_key(node, bucket, key, None, headers, query).await
+}
+
+async fn health(State(node): State<Arc<Node>>) -> HttpResponse {
+    let ring_version = node.ring().map_or(0, |r| r.version());
+    axum::Json(serde_json::json!({ "status": "ok", "node": node.id().to_string(), "ring_version": ring_version })).into_response()
+}
+
+async fn ring(State(node): State<Arc<Node>>) -> HttpResponse {
+    match node.ring() {
+        Some(ring) => axum::Json(&*ring).into_response(),
+        None => json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "this node holds no ring yet",
+        ),
+    }
+}
+
+async fn members(State(node): State<Arc<Node>>) -> HttpResponse {
+    axum::Json(node.member_infos()).into_response()
+}
