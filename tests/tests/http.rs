@@ -115,6 +115,32 @@ async fn keys_siblings_deletes_and_errors_over_http() {
         "{body}"
     );
 
+    let (status, head, metrics) = curl(&[&format!("{base}/metrics")]);
+    assert_eq!(status, 200);
+    assert!(head.contains("content-type: text/plain"), "{head}");
+    for expected in [
+        "norn_requests_total{op=\"put\",outcome=\"ok\"} 3",
+        "norn_requests_total{op=\"delete\",outcome=\"ok\"} 1",
+        "norn_requests_total{op=\"get\",outcome=\"not_found\"} 1",
+        "norn_requests_total{op=\"get\",outcome=\"bad_request\"} 1",
+        "norn_request_duration_seconds_bucket{op=\"get\",outcome=\"ok\",le=\"+Inf\"} 2",
+        "norn_peers_up 2",
+        "norn_peers_down 0",
+        "norn_hints_pending 0",
+        "norn_ring_version 1",
+    ] {
+        assert!(metrics.contains(expected), "missing {expected:?} in\n{metrics}");
+    }
+    for family in ["norn_quorum_failures_total", "norn_read_repairs_total", "norn_hints_delivered_total", "norn_storage_bytes"] {
+        assert!(metrics.contains(&format!("# TYPE {family}")), "missing {family}");
+    }
+    let gossip_rounds: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("norn_gossip_rounds_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("gossip rounds");
+    assert!(gossip_rounds > 0);
+
     for path in ["/health", "/ring", "/members"] {
         let (status, _, body) = curl(&[&format!("{base}{path}")]);
         assert_eq!(status, 200, "{path}");

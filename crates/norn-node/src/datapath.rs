@@ -263,6 +263,19 @@ impl Node {
         options: QuorumOptions,
         timeout_ms: Option<u64>,
     ) -> Response {
+        let started = std::time::Instant::now();
+        let response = self.quorum_get(bucket, key, options, timeout_ms).await;
+        self.metrics.observe("get", &response, started.elapsed());
+        response
+    }
+
+    async fn quorum_get(
+        self: &Arc<Self>,
+        bucket: Vec<u8>,
+        key: Vec<u8>,
+        options: QuorumOptions,
+        timeout_ms: Option<u64>,
+    ) -> Response {
         let (quorum, data_key, list) = match self.route(&bucket, &key, None, options) {
             Ok(route) => route,
             Err(response) => return response,
@@ -403,6 +416,11 @@ impl Node {
                     Some(Response::Stored { .. })
                 )
             };
+            if repaired {
+                self.metrics
+                    .read_repairs
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
             tracing::debug!(replica = %stale, key = %key, repaired, "read repair");
         }
     }
@@ -412,6 +430,26 @@ impl Node {
     /// gives the write its own dot.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn coordinate_put(
+        self: &Arc<Self>,
+        bucket: Vec<u8>,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        context: Option<Context>,
+        options: QuorumOptions,
+        timeout_ms: Option<u64>,
+        forwarded: bool,
+    ) -> Response {
+        let op = if value.is_some() { "put" } else { "delete" };
+        let started = std::time::Instant::now();
+        let response = self
+            .quorum_put(bucket, key, value, context, options, timeout_ms, forwarded)
+            .await;
+        self.metrics.observe(op, &response, started.elapsed());
+        response
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn quorum_put(
         self: &Arc<Self>,
         bucket: Vec<u8>,
         key: Vec<u8>,

@@ -63,6 +63,9 @@ impl Node {
                     tracing::error!(target = %target, error = %e, "delivered hint not removed");
                     return;
                 }
+                self.metrics
+                    .hints_delivered
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }

@@ -8,7 +8,7 @@
 //!   A write answers 204 with its receipt in `X-Norn-Acked`, `X-Norn-Sent`,
 //!   `X-Norn-Primaries`, `X-Norn-Fallbacks` (`fallback=primary,...`) and
 //!   `X-Norn-Synced`; a missed quorum is a 503 with the same headers.
-//! - `/health`, `/ring`, `/members` (JSON).
+//! - `/health`, `/ring`, `/members` (JSON), `/metrics` (Prometheus text).
 //! - Errors are JSON `{"code": "...", "message": "..."}` with stable codes.
 //!
 //! It listens on loopback unless configured otherwise; anywhere else it
@@ -101,6 +101,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/health", get(health))
         .route("/ring", get(ring))
         .route("/members", get(members))
+        .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),
             authorize,
@@ -368,4 +369,14 @@ async fn ring(State(node): State<Arc<Node>>) -> HttpResponse {
 
 async fn members(State(node): State<Arc<Node>>) -> HttpResponse {
     axum::Json(node.member_infos()).into_response()
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> HttpResponse {
+    let text = node.render_metrics();
+    (
+        StatusCode::OK,
+        [("content-type", "text/plain; version=0.0.4")],
+        text,
+    )
+        .into_response()
 }

@@ -5,6 +5,7 @@
 //! - [`datapath`]: quorum reads and writes, read repair, the replica side.
 //! - [`handoff`]: hinted handoff from fallbacks to primaries.
 //! - [`http`]: the HTTP API.
+//! - [`metrics`]: Prometheus counters, histograms and gauges.
 //! - [`identity`]: the node's persistent id, incarnation and actor id.
 //! - [`plan`]: pure planning of ring changes from staged changes.
 //! - [`node`]: [`Node`], the running node: gossip loop, request handling,
@@ -18,6 +19,7 @@ pub mod error;
 pub mod handoff;
 pub mod http;
 pub mod identity;
+pub mod metrics;
 pub mod node;
 pub mod plan;
 

@@ -38,6 +38,7 @@ pub struct Node {
     /// The current ring, shared with requests without copying it.
     ring: RwLock<Option<Arc<Ring>>>,
     started: Instant,
+    pub(crate) metrics: crate::metrics::Metrics,
     pub(crate) span: tracing::Span,
 }
 
@@ -119,6 +120,7 @@ impl Node {
             membership: Mutex::new(membership),
             ring: ring_cache,
             started: Instant::now(),
+            metrics: crate::metrics::Metrics::default(),
             span,
         }))
     }
@@ -204,6 +206,9 @@ impl Node {
         loop {
             ticker.tick().await;
             let effects = self.membership().tick(self.now_ms());
+            self.metrics
+                .gossip_rounds
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             self.apply(effects);
         }
     }
@@ -332,6 +337,22 @@ impl Node {
         let effects = self.membership().receive(self.now_ms(), message);
         self.apply(effects);
         Response::Ack
+    }
+
+    /// The metrics text, with its gauges read now.
+    pub(crate) fn render_metrics(&self) -> String {
+        let queues = self.storage.hint_queues();
+        let views = self.membership().view(self.now_ms());
+        let peers_up = views.iter().skip(1).filter(|v| v.up).count() as u64;
+        let gauges = crate::metrics::Gauges {
+            hints_pending: queues.values().map(|q| q.hints).sum(),
+            hint_bytes_pending: queues.values().map(|q| q.bytes).sum(),
+            peers_up,
+            peers_down: views.len().saturating_sub(1) as u64 - peers_up,
+            storage_bytes: self.storage.data_size_bytes(),
+            ring_version: self.ring().map_or(0, |r| r.version()),
+        };
+        self.metrics.render(gauges)
     }
 
     pub(crate) fn member_infos(&self) -> Vec<MemberInfo> {
