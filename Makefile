@@ -5,7 +5,7 @@ CARGO ?= cargo
 NODES ?= 3
 PROFILE ?= release
 
-.PHONY: deps build test lint fmt bench-storage bench-net fuzz cluster cluster-stop
+.PHONY: deps build test lint fmt bench bench-storage bench-net fuzz cluster cluster-stop
 
 deps:
 	@tools/install-deps.sh
@@ -42,6 +42,11 @@ cluster: deps
 
 cluster-stop:
 	@tools/cluster-stop.sh
+
+## YCSB A, B, C at the standard settings against the local cluster (starts
+## one if none is up); DURATION=60 KEYS=100000 by default.
+bench: deps
+	@tools/bench.sh
 
 ## Request/response throughput and CPU of norn-net on loopback.
 bench-net: deps

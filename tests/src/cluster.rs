@@ -436,6 +436,26 @@ partition_bits = 6
         }
     }
 
+    /// Writes a client config for the admin certificate listing every
+    /// started node, as `make cluster` does; returns its path.
+    pub fn write_client_config(&self) -> PathBuf {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.address)
+            .map(|a| format!("\"{a}\""))
+            .collect();
+        let path = self.dir.path().join("client.toml");
+        write(
+            &path,
+            &format!(
+                "nodes = [{}]\n[tls]\nca_cert = \"ca.pem\"\ncert = \"admin.pem\"\nkey = \"admin.key\"\n",
+                nodes.join(", ")
+            ),
+        );
+        path
+    }
+
     /// The log of node `index` so far.
     pub fn log(&self, index: usize) -> String {
         std::fs::read_to_string(&self.nodes[index].log).unwrap_or_default()

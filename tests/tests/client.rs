@@ -84,3 +84,59 @@ async fn every_policy_reads_and_writes_and_survives_a_dead_replica() {
         assert!(read.is_ok(), "get {i}: {read:?}");
     }
 }
+
+/// norn-bench runs every workload against a real cluster and prints one
+/// JSON object with its throughput and percentiles.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn norn_bench_runs_each_workload_and_prints_json() {
+    let mut cluster = TestCluster::new(3);
+    cluster.form(3).await;
+    let config = cluster.write_client_config();
+    let bench = norn_tests::cluster::bin_dir().join("norn-bench");
+    let runs = [
+        ("a", "uniform", true),
+        ("b", "zipfian", false),
+        ("c", "uniform", false),
+        ("f", "zipfian", false),
+    ];
+    for (workload, distribution, preload) in runs {
+        let mut command = tokio::process::Command::new(&bench);
+        command.arg("--config").arg(&config).args([
+            "--workload",
+            workload,
+            "--distribution",
+            distribution,
+            "--keys",
+            "200",
+            "--ops",
+            "300",
+            "--in-flight",
+            "4",
+            "--value-bytes",
+            "100",
+            "--json",
+        ]);
+        if preload {
+            command.arg("--preload");
+        }
+        let output = command.output().await.expect("norn-bench runs");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{workload}: {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: serde_json::Value =
+            serde_json::from_str(stdout.trim()).expect("one JSON object");
+        assert!(report["ops_per_s"].as_f64().expect("ops_per_s") > 0.0);
+        assert_eq!(report["operations"], 300, "{workload}: {report}");
+        for field in ["p50_us", "p95_us", "p99_us", "p999_us"] {
+            assert!(report[field].as_u64().is_some(), "{field}");
+        }
+        assert_eq!(
+            report["errors"],
+            serde_json::json!({}),
+            "{workload}: {report}"
+        );
+    }
+}

@@ -422,18 +422,7 @@ async fn hints_survive_a_kill_of_the_fallback_that_holds_them() {
 async fn the_readme_client_example_runs() {
     let mut cluster = TestCluster::new(3);
     cluster.form(3).await;
-    let nodes: Vec<String> = (0..3)
-        .map(|i| format!("\"{}\"", cluster.address(i)))
-        .collect();
-    let config = cluster.dir.path().join("client.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "nodes = [{}]\n[tls]\nca_cert = \"ca.pem\"\ncert = \"admin.pem\"\nkey = \"admin.key\"\n",
-            nodes.join(", ")
-        ),
-    )
-    .expect("client config");
+    let config = cluster.write_client_config();
     let example = norn_tests::cluster::bin_dir()
         .join("examples")
         .join("quickstart");

@@ -129,10 +129,21 @@ async fn keys_siblings_deletes_and_errors_over_http() {
         "norn_hints_pending 0",
         "norn_ring_version 1",
     ] {
-        assert!(metrics.contains(expected), "missing {expected:?} in\n{metrics}");
+        assert!(
+            metrics.contains(expected),
+            "missing {expected:?} in\n{metrics}"
+        );
     }
-    for family in ["norn_quorum_failures_total", "norn_read_repairs_total", "norn_hints_delivered_total", "norn_storage_bytes"] {
-        assert!(metrics.contains(&format!("# TYPE {family}")), "missing {family}");
+    for family in [
+        "norn_quorum_failures_total",
+        "norn_read_repairs_total",
+        "norn_hints_delivered_total",
+        "norn_storage_bytes",
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {family}")),
+            "missing {family}"
+        );
     }
     let gossip_rounds: u64 = metrics
         .lines()

@@ -1,3 +1,10 @@
-//! `norn-bench`, a YCSB-style load generator.
+//! `norn-bench`, a YCSB-style load generator for norn.
 //!
-//! Empty until the clients work (issue 5) fills it.
+//! - [`workload`]: YCSB core workloads A, B, C and F as operation mixes.
+//! - [`keys`]: uniform and zipfian key choice (YCSB's generator, after Gray
+//!   et al., "Quickly generating billion-record synthetic databases").
+//! - [`report`]: throughput, HDR-histogram percentiles, errors by kind.
+
+pub mod keys;
+pub mod report;
+pub mod workload;

@@ -216,6 +216,7 @@ pub async fn put(session: &Session, request: Request, json: bool) -> anyhow::Res
             receipt,
             siblings,
             warning,
+            ..
         }) => print_receipt(&receipt, Some(siblings), warning.as_deref(), None, json),
         Response::WriteFailed { receipt, message } => {
             print_receipt(&receipt, None, None, Some(&message), json)?;

@@ -503,7 +503,7 @@ impl Node {
         }
         drop(tx);
         let outcome = await_write(&mut tally, first, acks, timeout).await;
-        self.write_reply(outcome, &tally, quorum, object.value_count() as u32)
+        self.write_reply(outcome, &tally, quorum, &object)
     }
 
     /// Passes a write to the first reachable primary, which coordinates it.
@@ -534,18 +534,21 @@ impl Node {
         outcome: WriteOutcome,
         tally: &WriteTally,
         quorum: Quorum,
-        siblings: u32,
+        object: &Object,
     ) -> Response {
+        let siblings = object.value_count() as u32;
         let warn = self.config.data.siblings_warn;
         let warning =
             (siblings > warn).then(|| format!("{siblings} siblings (warning past {warn})"));
         let receipt = match outcome {
             WriteOutcome::Succeeded(receipt) => {
+                let context = object.context();
                 return Response::Written(PutReply {
                     receipt,
+                    context,
                     siblings,
                     warning,
-                })
+                });
             }
             WriteOutcome::Failed(receipt) => receipt,
             // Only a decided tally is awaited; a pending one is reported as

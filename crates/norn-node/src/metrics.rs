@@ -217,6 +217,7 @@ mod tests {
         let metrics = Metrics::default();
         let ok = Response::Written(PutReply {
             receipt: WriteReceipt::default(),
+            context: norn_clock::Context::default(),
             siblings: 1,
             warning: None,
         });

@@ -134,6 +134,9 @@ impl GetReply {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PutReply {
     pub receipt: WriteReceipt,
+    /// The context of the object after this write, on the coordinator: a
+    /// next write with it supersedes this one without a read.
+    pub context: Context,
     /// Siblings of the key after this write, on the coordinator.
     pub siblings: u32,
     /// Set when the siblings pass the configured warning count.

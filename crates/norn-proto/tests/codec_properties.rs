@@ -8,8 +8,8 @@ use norn_clock::{ActorId, Context, Object, Sibling};
 use norn_membership::{ChangeKind, GossipMessage, Member, MemberState, StagedChange};
 use norn_proto::codec::{self, DECODE_LIMIT_BYTES};
 use norn_proto::{
-    encode_frame, ErrorCode, ErrorReply, FrameDecoder, MemberInfo, PlanNode, PlanView, ProtoError,
-    Request, Response,
+    encode_frame, ErrorCode, ErrorReply, FrameDecoder, GetReply, MemberInfo, PlanNode, PlanView,
+    ProtoError, PutReply, QuorumOptions, Request, Response, WriteReceipt,
 };
 use norn_ring::{NodeId, Ring, RingMember};
 use proptest::prelude::*;
@@ -91,6 +91,39 @@ fn members() -> impl Strategy<Value = Member> {
         )
 }
 
+fn quorum_options() -> impl Strategy<Value = QuorumOptions> {
+    any::<[Option<u8>; 6]>().prop_map(|[n, r, w, pr, pw, dw]| QuorumOptions {
+        n,
+        r,
+        w,
+        pr,
+        pw,
+        dw,
+    })
+}
+
+fn receipts() -> impl Strategy<Value = WriteReceipt> {
+    (
+        any::<u8>(),
+        prop::collection::vec(any::<u64>(), 0..4),
+        prop::collection::vec(any::<(u64, u64)>(), 0..3),
+        any::<u8>(),
+        any::<bool>(),
+    )
+        .prop_map(
+            |(sent, primaries, fallbacks, synced, quorum_met)| WriteReceipt {
+                sent,
+                primaries: primaries.into_iter().map(NodeId).collect(),
+                fallbacks: fallbacks
+                    .into_iter()
+                    .map(|(f, p)| (NodeId(f), NodeId(p)))
+                    .collect(),
+                synced,
+                quorum_met,
+            },
+        )
+}
+
 fn kinds() -> impl Strategy<Value = ChangeKind> {
     prop_oneof![
         Just(ChangeKind::Join),
@@ -163,6 +196,37 @@ fn requests() -> impl Strategy<Value = Request> {
         (".{0,30}", kinds()).prop_map(|(node, kind)| Request::AdminStage { node, kind }),
         Just(Request::AdminPlan),
         Just(Request::AdminCommit),
+        Just(Request::AdminHints),
+        (bytes(), bytes(), quorum_options(), any::<Option<u64>>()).prop_map(
+            |(bucket, key, options, timeout_ms)| {
+                Request::Get {
+                    bucket,
+                    key,
+                    options,
+                    timeout_ms,
+                }
+            }
+        ),
+        (
+            bytes(),
+            bytes(),
+            prop::option::of(bytes()),
+            objects(),
+            quorum_options(),
+            any::<Option<u64>>(),
+            any::<bool>()
+        )
+            .prop_map(
+                |(bucket, key, value, object, options, timeout_ms, forwarded)| Request::Put {
+                    bucket,
+                    key,
+                    value,
+                    context: Some(object.context()),
+                    options,
+                    timeout_ms,
+                    forwarded,
+                }
+            ),
         Just(Request::Ping),
         (bytes(), bytes()).prop_map(|(bucket, key)| Request::ReplicaGet { bucket, key }),
         (
@@ -237,6 +301,40 @@ fn responses() -> impl Strategy<Value = Response> {
             ),
         any::<u64>().prop_map(|version| Response::Committed { version }),
         staged().prop_map(Response::Staged),
+        (objects(), any::<u8>(), prop::option::of(".{0,20}")).prop_map(
+            |(object, replies, warning)| {
+                Response::Value(GetReply {
+                    siblings: object.values().cloned().collect(),
+                    context: object.context(),
+                    replies,
+                    warning,
+                })
+            }
+        ),
+        (
+            receipts(),
+            objects(),
+            any::<u32>(),
+            prop::option::of(".{0,20}")
+        )
+            .prop_map(|(receipt, object, siblings, warning)| {
+                Response::Written(PutReply {
+                    receipt,
+                    context: object.context(),
+                    siblings,
+                    warning,
+                })
+            }),
+        (receipts(), ".{0,40}")
+            .prop_map(|(receipt, message)| Response::WriteFailed { receipt, message }),
+        prop::collection::vec((any::<u64>(), any::<u64>(), any::<u64>()), 0..4).prop_map(
+            |queues| Response::Hints(
+                queues
+                    .into_iter()
+                    .map(|(t, h, b)| (NodeId(t), h, b))
+                    .collect()
+            )
+        ),
     ]
 }
 
