@@ -54,10 +54,10 @@ done
 python3 - "$HZ" "${results[@]}" <<'PY'
 import json, sys
 hz = int(sys.argv[1])
-print(f"{'workload':<9}{'ops/s':>10}{'p50 us':>9}{'p95 us':>9}{'p99 us':>9}{'p99.9 us':>10}{'errors':>8}{'node CPU us/op':>16}  node RSS MiB")
+print(f"{'workload':<9}{'ops/s':>10}{'p50 us':>9}{'p95 us':>9}{'p99 us':>9}{'p99.9 us':>10}{'errors':>8}{'node CPU us/op':>16}{'bench CPU us/op':>17}  node RSS MiB")
 for entry in sys.argv[2:]:
     raw, ticks, rss = entry.split("|")
     r = json.loads(raw)
     cpu_us = int(ticks) * 1_000_000 / hz / max(r["operations"], 1)
-    print(f"{r['workload']:<9}{r['ops_per_s']:>10.0f}{r['p50_us']:>9}{r['p95_us']:>9}{r['p99_us']:>9}{r['p999_us']:>10}{sum(r['errors'].values()):>8}{cpu_us:>16.1f}  {rss}")
+    print(f"{r['workload']:<9}{r['ops_per_s']:>10.0f}{r['p50_us']:>9}{r['p95_us']:>9}{r['p99_us']:>9}{r['p999_us']:>10}{sum(r['errors'].values()):>8}{cpu_us:>16.1f}{r['bench_cpu_us_per_op']:>17.1f}  {rss}")
 PY

@@ -19,6 +19,24 @@ pub struct Report {
     pub max_us: u64,
     /// Failed operations by kind.
     pub errors: BTreeMap<String, u64>,
+    /// CPU time of this bench process per operation, in microseconds.
+    pub bench_cpu_us_per_op: f64,
+}
+
+/// CPU time (user + system) this process has used so far, in seconds.
+pub fn process_cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: f64 = fields.get(11..13).map_or(0.0, |f| {
+        f.iter().filter_map(|v| v.parse::<f64>().ok()).sum()
+    });
+    // Linux reports these in clock ticks of 100 Hz on every common build.
+    ticks / 100.0
 }
 
 impl Report {
@@ -27,9 +45,11 @@ impl Report {
         latencies: &Histogram<u64>,
         seconds: f64,
         errors: BTreeMap<String, u64>,
+        cpu_seconds: f64,
     ) -> Report {
         let operations = latencies.len();
         Report {
+            bench_cpu_us_per_op: cpu_seconds * 1e6 / operations.max(1) as f64,
             workload,
             operations,
             seconds,

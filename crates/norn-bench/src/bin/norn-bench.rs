@@ -261,6 +261,7 @@ async fn main() -> anyhow::Result<()> {
     let label = "run";
     let progress = spawn_progress(shared.clone(), label, shared.args.ops);
     let started = Instant::now();
+    let cpu_before = norn_bench::report::process_cpu_seconds();
     let deadline = started + Duration::from_secs(shared.args.duration_s);
     let workers: Vec<_> = (0..shared.args.in_flight)
         .map(|i| tokio::spawn(run_worker(shared.clone(), i as u64 + 1, deadline)))
@@ -278,7 +279,8 @@ async fn main() -> anyhow::Result<()> {
     progress.abort();
     eprintln!();
     let name = format!("{:?}", shared.args.workload);
-    let report = Report::new(name, &latencies, seconds, errors);
+    let cpu = norn_bench::report::process_cpu_seconds() - cpu_before;
+    let report = Report::new(name, &latencies, seconds, errors, cpu);
     if shared.args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
