@@ -12,12 +12,8 @@ DURATION=${DURATION:-60}
 KEYS=${KEYS:-100000}
 BENCH="$ROOT/target/release/norn-bench"
 
-live_pids() {
-  [ -f "$DIR/pids" ] || return 0
-  while read -r pid; do
-    if [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q nornd; then echo "$pid"; fi
-  done < "$DIR/pids"
-}
+# shellcheck source=tools/cluster-lib.sh
+source "$ROOT/tools/cluster-lib.sh"
 
 if [ -z "$(live_pids)" ]; then
   echo "no cluster is up: starting one with make cluster"

@@ -4,10 +4,9 @@
 set -euo pipefail
 DIR="$(cd "$(dirname "$0")/.." && pwd)/cluster"
 if [ ! -f "$DIR/pids" ]; then echo "no cluster is running"; exit 0; fi
-pids=()
-while read -r pid; do
-  if [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q nornd; then pids+=("$pid"); fi
-done < "$DIR/pids"
+# shellcheck source=tools/cluster-lib.sh
+source "$(dirname "$0")/cluster-lib.sh"
+mapfile -t pids < <(live_pids)
 for pid in "${pids[@]}"; do kill -TERM "$pid"; done
 for _ in $(seq 1 100); do
   alive=()

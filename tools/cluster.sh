@@ -15,12 +15,8 @@ NORN="$BIN/norn"
 
 [[ "$NODES" =~ ^[0-9]+$ ]] && (( NODES >= 1 && NODES <= 16 )) || { echo "NODES must be 1..16, got $NODES" >&2; exit 2; }
 
-live_pids() {
-  [ -f "$DIR/pids" ] || return 0
-  while read -r pid; do
-    if [ -n "$pid" ] && tr '\0' ' ' < "/proc/$pid/cmdline" 2>/dev/null | grep -q nornd; then echo "$pid"; fi
-  done < "$DIR/pids"
-}
+# shellcheck source=tools/cluster-lib.sh
+source "$ROOT/tools/cluster-lib.sh"
 
 if [ -n "$(live_pids)" ]; then
   echo "a cluster is already running in $DIR (pids: $(live_pids | tr '\n' ' ')); nothing changed."
