@@ -8,11 +8,15 @@ use serde::Serialize;
 
 use crate::error::ProtoError;
 
-/// The most bytes one decode may take as input, and so claim for byte
-/// strings. Frames and stored records are each smaller than this.
+/// The most bytes one decode may take as input. Frames and stored records
+/// are each smaller than this.
 pub const DECODE_LIMIT_BYTES: usize = 64 << 20;
 
-/// The smallest byte limit a decode uses.
+/// The most in-memory bytes one input byte can decode to: a one-byte varint
+/// read as a `u128`.
+pub const CLAIM_PER_INPUT_BYTE: usize = 16;
+
+/// The smallest input size a decode's limit is computed from.
 const DECODE_LIMIT_FLOOR_BYTES: usize = 4 << 10;
 
 fn config<const LIMIT: usize>() -> impl bincode::config::Config {
@@ -37,10 +41,13 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ProtoError> {
 
 /// Decodes exactly one `T` from all of `bytes`: trailing bytes are an error.
 ///
-/// The byte limit follows the input: the next power of two at or above its
-/// length (at least 4 KiB). A length prefix inside the payload can then claim
-/// at most about twice the input, so a small hostile frame cannot make the
-/// node allocate much; a genuine byte string is never longer than the input.
+/// The byte limit follows the input: [`CLAIM_PER_INPUT_BYTE`] times the next
+/// power of two at or above its length (at least 4 KiB). bincode counts the
+/// in-memory size of what it decodes against the limit (a one-byte varint
+/// claims a whole `u64` or `u128`), so a genuine message claims at most that
+/// many bytes per input byte, while a lying length prefix in a small hostile
+/// frame cannot make the node allocate more than a small multiple of it. The
+/// limit never passes [`DECODE_LIMIT_BYTES`].
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtoError> {
     if bytes.len() > DECODE_LIMIT_BYTES {
         return Err(ProtoError::FrameTooLarge {
@@ -48,16 +55,15 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ProtoError> {
             max: DECODE_LIMIT_BYTES,
         });
     }
-    match bytes
+    let limit = bytes
         .len()
         .max(DECODE_LIMIT_FLOOR_BYTES)
         .next_power_of_two()
-    {
-        0..=4096 => decode_limited::<T, 4096>(bytes),
-        4097..=65536 => decode_limited::<T, 65536>(bytes),
+        .saturating_mul(CLAIM_PER_INPUT_BYTE);
+    match limit {
+        0..=65536 => decode_limited::<T, 65536>(bytes),
         65537..=1048576 => decode_limited::<T, 1048576>(bytes),
-        1048577..=4194304 => decode_limited::<T, 4194304>(bytes),
-        4194305..=16777216 => decode_limited::<T, 16777216>(bytes),
+        1048577..=16777216 => decode_limited::<T, 16777216>(bytes),
         _ => decode_limited::<T, DECODE_LIMIT_BYTES>(bytes),
     }
 }
