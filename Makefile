@@ -5,7 +5,7 @@ CARGO ?= cargo
 NODES ?= 3
 PROFILE ?= release
 
-.PHONY: deps build test lint fmt bench bench-storage bench-net fuzz cluster cluster-stop
+.PHONY: deps build test lint fmt bench bench-storage bench-net bench-repair bench-ae fuzz cluster cluster-stop
 
 deps:
 	@tools/install-deps.sh
@@ -47,6 +47,16 @@ cluster-stop:
 ## one if none is up); DURATION=60 KEYS=100000 by default.
 bench: deps
 	@tools/bench.sh
+
+## Anti-entropy exchanges between two RocksDB replicas in one process:
+## repair of 100,000 keys with 1% different, and identical trees.
+bench-repair: deps
+	$(CARGO) bench -p norn-node --bench exchange
+
+## YCSB-A with anti-entropy off, then on, each on a fresh local cluster;
+## DURATION=60 KEYS=100000 by default. Needs no cluster running.
+bench-ae: deps
+	@tools/bench-ae.sh
 
 ## Request/response throughput and CPU of norn-net on loopback.
 bench-net: deps

@@ -7,6 +7,8 @@ set -euo pipefail
 
 NODES=${NODES:-3}
 # PROFILE=debug runs the debug binaries (no release build; for development).
+# NODE_CONFIG is TOML appended to every node's config (say, "[anti_entropy]
+# enabled = false").
 PROFILE=${PROFILE:-release}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DIR="$ROOT/cluster"
@@ -63,6 +65,7 @@ ca_cert = "certs/ca.pem"
 cert = "certs/n$i.pem"
 key = "certs/n$i.key"
 TOML
+  if [ -n "${NODE_CONFIG:-}" ]; then printf '\n%s\n' "$NODE_CONFIG" >> "$DIR/n$i.toml"; fi
 }
 
 wait_for_file() { # path

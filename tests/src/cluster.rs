@@ -8,6 +8,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use norn_net::certs::{self, Issued};
@@ -40,6 +41,8 @@ pub struct TestNode {
     pub address: Option<SocketAddr>,
     /// Bearer token of the node's HTTP API, if it requires one.
     pub http_token: Option<String>,
+    /// TOML appended to the generated config (see [`TestCluster::configure`]).
+    pub extra_config: String,
     child: Option<Child>,
 }
 
@@ -49,7 +52,7 @@ pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub ca: Issued,
     pub nodes: Vec<TestNode>,
-    admin: Endpoint,
+    admin: Arc<Endpoint>,
 }
 
 fn write(path: &Path, contents: &str) {
@@ -65,11 +68,13 @@ impl TestCluster {
         certs::write_pem(&dir.path().join("ca.pem"), &ca.cert_pem, false).expect("ca.pem");
         let admin = certs::issue_client(&ca, "admin").expect("admin certificate");
         let files = write_pair(dir.path(), "admin", &admin);
-        let admin = Endpoint::client(
-            &TlsMaterial::load(&files).expect("admin TLS"),
-            EndpointLimits::default(),
-        )
-        .expect("admin endpoint");
+        let admin = Arc::new(
+            Endpoint::client(
+                &TlsMaterial::load(&files).expect("admin TLS"),
+                EndpointLimits::default(),
+            )
+            .expect("admin endpoint"),
+        );
         let mut cluster = TestCluster {
             dir,
             ca,
@@ -97,11 +102,22 @@ impl TestCluster {
             id,
             address: None,
             http_token: None,
+            extra_config: String::new(),
             child: None,
         };
         self.nodes.push(node);
         self.write_config(index, "127.0.0.1:0".parse().expect("addr"));
         index
+    }
+
+    /// Appends TOML sections to node `index`'s config (from its next start);
+    /// they replace the harness's `[anti_entropy]` default (off).
+    pub fn configure(&mut self, index: usize, toml: &str) {
+        self.nodes[index].extra_config = toml.to_string();
+        let listen = self.nodes[index]
+            .address
+            .unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr"));
+        self.write_config(index, listen);
     }
 
     /// Requires `token` on node `index`'s HTTP API (from its next start).
@@ -139,10 +155,16 @@ key = "{name}.key"
 
 [ring]
 partition_bits = 6
-{http}"#,
+{http}
+{extra}"#,
                 http = node.http_token.as_ref().map_or(String::new(), |t| format!(
                     "\n[http]\nbearer_token = \"{t}\"\n"
                 )),
+                extra = if node.extra_config.contains("[anti_entropy]") {
+                    node.extra_config.clone()
+                } else {
+                    format!("{}\n[anti_entropy]\nenabled = false\n", node.extra_config)
+                },
             ),
         );
     }
@@ -454,6 +476,134 @@ partition_bits = 6
             ),
         );
         path
+    }
+
+    /// Sends an admin or replica request to node `index` and returns the
+    /// reply, panicking if it does not answer.
+    pub async fn ask(&self, index: usize, request: Request) -> Response {
+        self.call(index, request)
+            .await
+            .unwrap_or_else(|e| panic!("node {index} did not answer: {e}"))
+    }
+
+    /// Runs a repair on node `index` (all its partitions, or `partition`)
+    /// and waits until it is done; returns its final progress.
+    pub async fn repair(
+        &self,
+        index: usize,
+        partition: Option<norn_ring::Partition>,
+    ) -> norn_proto::RepairProgress {
+        let started = self.ask(index, Request::AdminRepair { partition }).await;
+        assert!(
+            matches!(started, Response::Repair(_)),
+            "repair: {started:?}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            match self.ask(index, Request::AdminRepairProgress).await {
+                Response::Repair(progress) if !progress.running => return progress,
+                Response::Repair(_) => {}
+                other => panic!("repair progress: {other:?}"),
+            }
+            assert!(
+                Instant::now() < deadline,
+                "repair on node {index} did not finish in 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Writes `value` to every key of `keys` (bucket `test`) through node
+    /// `index`, 32 at a time; panics on any failed write.
+    pub async fn put_keys(
+        &self,
+        index: usize,
+        keys: &[String],
+        value: &[u8],
+        options: norn_proto::QuorumOptions,
+    ) {
+        let requests = keys.iter().map(|key| Request::Put {
+            bucket: b"test".to_vec(),
+            key: key.as_bytes().to_vec(),
+            value: Some(value.to_vec()),
+            context: None,
+            options,
+            timeout_ms: Some(5_000),
+            forwarded: false,
+        });
+        for (key, response) in keys.iter().zip(self.call_all(index, requests).await) {
+            assert!(
+                matches!(response, Response::Written(_)),
+                "write of {key}: {response:?}"
+            );
+        }
+    }
+
+    /// Quorum reads of every key of `keys` through node `index`, 32 at a time.
+    pub async fn get_keys(
+        &self,
+        index: usize,
+        keys: &[String],
+        options: norn_proto::QuorumOptions,
+    ) -> Vec<Response> {
+        let requests = keys.iter().map(|key| Request::Get {
+            bucket: b"test".to_vec(),
+            key: key.as_bytes().to_vec(),
+            options,
+            timeout_ms: Some(5_000),
+        });
+        self.call_all(index, requests).await
+    }
+
+    /// Sends every request to node `index`, 32 in flight; replies in order.
+    async fn call_all(
+        &self,
+        index: usize,
+        requests: impl Iterator<Item = Request>,
+    ) -> Vec<Response> {
+        let address = self.address(index);
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut replies = Vec::new();
+        for (i, request) in requests.enumerate() {
+            if tasks.len() >= 32 {
+                replies.push(tasks.join_next().await.expect("a task").expect("joined"));
+            }
+            let admin = self.admin.clone();
+            tasks.spawn(async move {
+                let reply = admin
+                    .call(address, &request, Duration::from_secs(10))
+                    .await
+                    .unwrap_or_else(|e| panic!("request {i}: {e}"));
+                (i, reply)
+            });
+        }
+        while let Some(done) = tasks.join_next().await {
+            replies.push(done.expect("joined"));
+        }
+        replies.sort_by_key(|(i, _)| *i);
+        replies.into_iter().map(|(_, reply)| reply).collect()
+    }
+
+    /// Node `index`'s digest of its local copy of each key (bucket `test`;
+    /// `None`: absent or unreadable).
+    pub async fn digests(&self, index: usize, keys: &[String]) -> Vec<Option<u64>> {
+        let mut digests = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(1000) {
+            let request = Request::KeyDigests {
+                keys: chunk
+                    .iter()
+                    .map(|key| norn_proto::KeyRef {
+                        bucket: b"test".to_vec(),
+                        key: key.as_bytes().to_vec(),
+                    })
+                    .collect(),
+            };
+            match self.ask(index, request).await {
+                Response::KeyDigests(found) => digests.extend(found),
+                other => panic!("digests of node {index}: {other:?}"),
+            }
+        }
+        digests
     }
 
     /// The log of node `index` so far.

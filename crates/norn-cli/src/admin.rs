@@ -1,6 +1,7 @@
 //! `norn admin`: views of membership and the ring, and ring changes.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 
 use anyhow::bail;
 use norn_membership::{ChangeKind, MemberState};
@@ -260,4 +261,276 @@ pub async fn commit(session: &Session) -> anyhow::Result<()> {
         }
         other => Err(unexpected(other)),
     }
+}
+
+/// The members the session's node knows, with whether it sees them up.
+async fn known_members(session: &Session) -> anyhow::Result<Vec<MemberInfo>> {
+    match session.call(Request::AdminMembers).await? {
+        Response::Members(members) => Ok(members),
+        other => Err(unexpected(other)),
+    }
+}
+
+/// A node a command runs on: its name and address.
+#[derive(Debug, Clone)]
+struct Target {
+    name: String,
+    address: SocketAddr,
+}
+
+impl Target {
+    fn of(member: &MemberInfo) -> anyhow::Result<Target> {
+        Ok(Target {
+            name: member.member.name.clone(),
+            address: member
+                .member
+                .address
+                .parse()
+                .map_err(|e| anyhow::anyhow!("address {}: {e}", member.member.address))?,
+        })
+    }
+
+    /// The session's own node.
+    async fn session_node(session: &Session) -> anyhow::Result<Target> {
+        let members = known_members(session).await?;
+        let name = members
+            .first()
+            .map_or_else(|| session.node.to_string(), |m| m.member.name.clone());
+        Ok(Target {
+            name,
+            address: session.node,
+        })
+    }
+}
+
+/// Sends `request` to one node; an error reply becomes an error.
+async fn call_target(
+    session: &Session,
+    target: &Target,
+    request: Request,
+) -> anyhow::Result<Response> {
+    match session
+        .endpoint
+        .call(target.address, &request, session.timeout)
+        .await?
+    {
+        Response::Error(e) => bail!("{}: {} ({:?})", target.name, e.message, e.code),
+        response => Ok(response),
+    }
+}
+
+/// What `norn admin repair` covers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RepairScope {
+    /// Only the node the session talks to (`--node`).
+    pub this_node_only: bool,
+    /// Only this partition, repaired by its first up primary.
+    pub partition: Option<u16>,
+}
+
+/// The nodes a repair runs on: the session's node, the first up primary of
+/// the partition, or every up member in turn.
+async fn repair_targets(session: &Session, scope: RepairScope) -> anyhow::Result<Vec<Target>> {
+    if scope.this_node_only {
+        return Ok(vec![Target::session_node(session).await?]);
+    }
+    let up: Vec<MemberInfo> = known_members(session)
+        .await?
+        .into_iter()
+        .filter(|m| m.up)
+        .collect();
+    let Some(partition) = scope.partition else {
+        return up.iter().map(Target::of).collect();
+    };
+    let Response::Ring(Some(ring)) = session.call(Request::AdminRing).await? else {
+        bail!("the node holds no ring yet");
+    };
+    if usize::from(partition) >= ring.partition_count() {
+        bail!(
+            "partition {partition} does not exist (the ring has {})",
+            ring.partition_count()
+        );
+    }
+    let list = ring.preference_list(norn_ring::Partition(partition), ring.members().len());
+    let primary = list
+        .all()
+        .iter()
+        .find_map(|id| up.iter().find(|m| m.member.id == *id))
+        .ok_or_else(|| anyhow::anyhow!("no replica of partition {partition} is up"))?;
+    Ok(vec![Target::of(primary)?])
+}
+
+fn progress_line(name: &str, p: &norn_proto::RepairProgress) -> String {
+    format!(
+        "{name}: partitions {}/{}, keys compared {}, different {}, repaired {}, {} bytes, {} failed exchanges, {:.1} s",
+        p.partitions_done,
+        p.partitions_total,
+        p.keys_compared,
+        p.keys_different,
+        p.keys_repaired,
+        p.bytes,
+        p.exchanges_failed,
+        p.elapsed_ms as f64 / 1000.0
+    )
+}
+
+/// `norn admin repair`: runs anti-entropy exchanges now on each node of
+/// the scope, printing progress until each is done. Fails if an exchange
+/// failed (a replica unreachable).
+pub async fn repair(session: &Session, scope: RepairScope, json: bool) -> anyhow::Result<()> {
+    use std::io::{IsTerminal, Write};
+    let targets = repair_targets(session, scope).await?;
+    let partition = scope.partition.map(norn_ring::Partition);
+    let tty = std::io::stderr().is_terminal();
+    let mut results = Vec::new();
+    for target in &targets {
+        let name = target.name.clone();
+        let mut progress =
+            match call_target(session, target, Request::AdminRepair { partition }).await? {
+                Response::Repair(progress) => progress,
+                other => return Err(unexpected(other)),
+            };
+        while progress.running {
+            if !json {
+                let line = progress_line(&name, &progress);
+                if tty {
+                    eprint!("\r{line}\x1b[K");
+                } else {
+                    eprintln!("{line}");
+                }
+                let _ = std::io::stderr().flush();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            progress = match call_target(session, target, Request::AdminRepairProgress).await? {
+                Response::Repair(progress) => progress,
+                other => return Err(unexpected(other)),
+            };
+        }
+        if !json {
+            if tty {
+                eprint!("\r\x1b[K");
+            }
+            println!("{}", progress_line(&name, &progress));
+        }
+        results.push((name, progress));
+    }
+    if json {
+        let rows: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(name, p)| serde_json::json!({ "node": name, "progress": p }))
+            .collect();
+        print_json(&rows)?;
+    }
+    let failed: u32 = results.iter().map(|(_, p)| p.exchanges_failed).sum();
+    if failed > 0 {
+        bail!("{failed} exchanges failed (a replica down or unreachable); run the repair again once it is back");
+    }
+    Ok(())
+}
+
+/// `norn admin repair --status`: per node and partition, the time since it
+/// was last verified equal on all its replicas.
+pub async fn repair_status(
+    session: &Session,
+    this_node_only: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let targets = if this_node_only {
+        vec![Target::session_node(session).await?]
+    } else {
+        let members = known_members(session).await?;
+        members
+            .iter()
+            .filter(|m| m.up)
+            .map(Target::of)
+            .collect::<anyhow::Result<_>>()?
+    };
+    let mut rows = Vec::new();
+    for target in &targets {
+        match call_target(session, target, Request::AdminRepairStatus).await? {
+            Response::RepairStatus(status) => rows.push((target.name.clone(), status)),
+            other => return Err(unexpected(other)),
+        }
+    }
+    if json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(name, status)| serde_json::json!({ "node": name, "partitions": status }))
+            .collect();
+        return print_json(&rows);
+    }
+    for (name, status) in &rows {
+        let never = status.iter().filter(|s| s.ago_ms.is_none()).count();
+        let oldest = status.iter().filter_map(|s| s.ago_ms).max();
+        println!(
+            "{name}: {} partitions, {never} not verified since the node started, oldest verified {}",
+            status.len(),
+            oldest.map_or("-".to_string(), |ms| format!("{:.1} s ago", ms as f64 / 1000.0))
+        );
+        for s in status {
+            let ago = s.ago_ms.map_or("never".to_string(), |ms| {
+                format!("{:.1} s ago", ms as f64 / 1000.0)
+            });
+            println!("  partition {:>5}  verified {ago}", s.partition.0);
+        }
+    }
+    Ok(())
+}
+
+/// `norn admin transfers`: every node's outgoing ownership transfers.
+pub async fn transfers(session: &Session, json: bool) -> anyhow::Result<()> {
+    let members = known_members(session).await?;
+    let names: BTreeMap<NodeId, String> = members
+        .iter()
+        .map(|m| (m.member.id, m.member.name.clone()))
+        .collect();
+    let mut rows = Vec::new();
+    for member in members.iter().filter(|m| m.up) {
+        match call_target(session, &Target::of(member)?, Request::AdminTransfers).await? {
+            Response::Transfers(views) => rows.push((member.member.name.clone(), views)),
+            other => return Err(unexpected(other)),
+        }
+    }
+    if json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(name, views)| serde_json::json!({ "node": name, "transfers": views }))
+            .collect();
+        return print_json(&rows);
+    }
+    println!(
+        "{:<12} {:>9} {:>2}  {:<28} {:>10} {:>12} {:>9}  {:<7} state",
+        "from", "partition", "n", "to", "keys sent", "bytes sent", "keys left", "resumed"
+    );
+    let mut any = false;
+    for (name, views) in &rows {
+        for v in views {
+            any = true;
+            let to: Vec<String> = v
+                .targets
+                .iter()
+                .map(|t| names.get(t).cloned().unwrap_or_else(|| t.to_string()))
+                .collect();
+            let state = match &v.state {
+                norn_proto::TransferState::Running => "running".to_string(),
+                norn_proto::TransferState::Waiting(why) => format!("waiting: {why}"),
+                norn_proto::TransferState::Done => "done".to_string(),
+            };
+            println!(
+                "{:<12} {:>9} {:>2}  {:<28} {:>10} {:>12} {:>9}  {:<7} {state}",
+                name,
+                v.partition.0,
+                v.n,
+                to.join(","),
+                v.keys_sent,
+                v.bytes_sent,
+                v.keys_left,
+                if v.resumed { "yes" } else { "no" },
+            );
+        }
+    }
+    if !any {
+        println!("no transfers since the nodes started");
+    }
+    Ok(())
 }

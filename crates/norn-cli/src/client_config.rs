@@ -82,13 +82,28 @@ pub struct Session {
 }
 
 impl Session {
-    /// Connects to `node` if given, else to the first node of `config` that
-    /// answers a ping.
+    /// Connects to `node` if given (an address, or a member's name or id),
+    /// else to the first node of `config` that answers a ping.
     pub async fn open(
         config: &ClientConfig,
         node: Option<&str>,
         timeout: Duration,
     ) -> anyhow::Result<Session> {
+        if let Some(name) = node.filter(|n| n.parse::<SocketAddr>().is_err() && !n.contains(':')) {
+            let any = Box::pin(Session::open(config, None, timeout)).await?;
+            let Response::Members(members) = any.call(Request::AdminMembers).await? else {
+                bail!("unexpected reply to a members request");
+            };
+            let member = members
+                .iter()
+                .map(|m| &m.member)
+                .find(|m| m.name == name || m.id.to_string() == name)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("no member is named {name:?}; see `norn admin members`")
+                })?;
+            let address = member.address.clone();
+            return Box::pin(Session::open(config, Some(&address), timeout)).await;
+        }
         let endpoint = config.endpoint()?;
         let candidates: Vec<String> = match node {
             Some(node) => vec![node.to_string()],

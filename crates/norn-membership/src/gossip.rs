@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use norn_ring::{NodeId, Ring};
+use norn_ring::{NodeId, Partition, Ring};
 use rand::rngs::SmallRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -197,6 +197,21 @@ impl Membership {
         if newer {
             self.staged.insert(change.node, change);
         }
+    }
+
+    /// Sets the partitions this node is handing off; the next rounds tell
+    /// the others.
+    pub fn set_handoffs(&mut self, partitions: Vec<Partition>) {
+        self.me.handoffs = partitions;
+    }
+
+    /// The up members, other than this node, handing off `partition`.
+    pub fn handing_off(&self, partition: Partition) -> Vec<NodeId> {
+        self.peers
+            .values()
+            .filter(|p| p.up && p.member.handoffs.contains(&partition))
+            .map(|p| p.member.id)
+            .collect()
     }
 
     /// Marks this node as leaving; the next rounds tell the others.

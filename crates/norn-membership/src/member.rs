@@ -1,6 +1,6 @@
 //! What nodes gossip about each other.
 
-use norn_ring::NodeId;
+use norn_ring::{NodeId, Partition};
 use serde::{Deserialize, Serialize};
 
 /// A member's place in the cluster's life cycle. Unlike up and down, which
@@ -30,6 +30,10 @@ pub struct Member {
     pub incarnation: u64,
     /// Bumped by the node itself every gossip round.
     pub heartbeat: u64,
+    /// Partitions the node still holds data of for other owners (ownership
+    /// transfers in progress); coordinators send writes of these partitions
+    /// to it as well until it is done.
+    pub handoffs: Vec<Partition>,
 }
 
 impl Member {

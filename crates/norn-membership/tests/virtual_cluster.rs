@@ -49,6 +49,7 @@ fn member(i: u64, incarnation: u64) -> Member {
         state: MemberState::Active,
         incarnation,
         heartbeat: 0,
+        handoffs: Vec::new(),
     }
 }
 

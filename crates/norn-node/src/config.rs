@@ -30,6 +30,64 @@ pub struct NodeConfig {
     pub data: DataSection,
     #[serde(default)]
     pub http: HttpSection,
+    #[serde(default)]
+    pub anti_entropy: AntiEntropySection,
+    #[serde(default)]
+    pub transfers: TransfersSection,
+}
+
+/// Merkle-tree anti-entropy between the replicas of each partition.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AntiEntropySection {
+    /// Run exchanges in the background (repairs on request run regardless).
+    pub enabled: bool,
+    /// Pause between background exchanges of one partition with its
+    /// replicas, 10..=3,600,000 ms; partitions take turns.
+    pub interval_ms: u64,
+    /// Most differing keys one exchange repairs, 1..=1,000,000; the rest
+    /// wait for the next exchange.
+    pub max_keys_per_exchange: u32,
+    /// Exchange traffic (both directions) per second, 64 KiB..=10 GiB.
+    pub max_bytes_per_sec: u64,
+    /// Remove tombstones that every replica holds, with no hint pending.
+    pub reap_tombstones: bool,
+}
+
+impl Default for AntiEntropySection {
+    fn default() -> Self {
+        AntiEntropySection {
+            enabled: true,
+            interval_ms: 1_000,
+            max_keys_per_exchange: 10_000,
+            max_bytes_per_sec: 16 << 20,
+            reap_tombstones: true,
+        }
+    }
+}
+
+/// Ownership transfers after ring changes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransfersSection {
+    /// How often the node looks for data it holds for other owners,
+    /// 100..=3,600,000 ms.
+    pub interval_ms: u64,
+    /// Keys per batch, 1..=65536; a batch is checkpointed once every target
+    /// stored it.
+    pub batch_keys: u32,
+    /// Transfer traffic per second, 64 KiB..=10 GiB.
+    pub max_bytes_per_sec: u64,
+}
+
+impl Default for TransfersSection {
+    fn default() -> Self {
+        TransfersSection {
+            interval_ms: 1_000,
+            batch_keys: 256,
+            max_bytes_per_sec: 32 << 20,
+        }
+    }
 }
 
 /// The HTTP API.
@@ -71,6 +129,9 @@ pub struct DataSection {
     pub request_timeout_ms: u64,
     /// How often hints are offered to targets seen up, 100..=600,000 ms.
     pub hint_delivery_interval_ms: u64,
+    /// Let fallbacks stand in (with a hint) for primaries that are down; off,
+    /// writes go to reachable primaries only.
+    pub hinted_handoff: bool,
 }
 
 impl Default for DataSection {
@@ -83,6 +144,7 @@ impl Default for DataSection {
             siblings_max: 100,
             request_timeout_ms: 5_000,
             hint_delivery_interval_ms: 1_000,
+            hinted_handoff: true,
         }
     }
 }
@@ -235,7 +297,27 @@ impl NodeConfig {
         self.validate_storage()?;
         self.validate_limits()?;
         self.validate_data()?;
+        self.validate_convergence()?;
         self.validate_http()
+    }
+
+    /// The `[anti_entropy]` and `[transfers]` sections.
+    fn validate_convergence(&self) -> Result<(), String> {
+        let (ae, transfers) = (&self.anti_entropy, &self.transfers);
+        let rate = (64 << 10)..=(10 << 30);
+        if !(10..=3_600_000).contains(&ae.interval_ms)
+            || !(1..=1_000_000).contains(&ae.max_keys_per_exchange)
+            || !rate.contains(&ae.max_bytes_per_sec)
+        {
+            return Err("anti_entropy.interval_ms must be 10..=3600000, max_keys_per_exchange 1..=1000000 and max_bytes_per_sec 64 KiB..=10 GiB".into());
+        }
+        if !(100..=3_600_000).contains(&transfers.interval_ms)
+            || !(1..=65_536).contains(&transfers.batch_keys)
+            || !rate.contains(&transfers.max_bytes_per_sec)
+        {
+            return Err("transfers.interval_ms must be 100..=3600000, batch_keys 1..=65536 and max_bytes_per_sec 64 KiB..=10 GiB".into());
+        }
+        Ok(())
     }
 
     /// The `[http]` section: off loopback, a bearer token is required.

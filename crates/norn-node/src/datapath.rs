@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use norn_clock::{Context, Object, Sibling};
 use norn_proto::{codec, ErrorCode, GetReply, PutReply, QuorumOptions, Request, Response};
-use norn_ring::{NodeId, PreferenceList, Ring};
+use norn_ring::{NodeId, Partition, PreferenceList, Ring};
 use norn_storage::storage::NewHint;
 use norn_storage::{Change, DataKey, Datum, Durability, Storage};
 use serde::{Deserialize, Serialize};
@@ -108,13 +108,7 @@ impl Node {
 
     /// This node's copy of a key.
     pub(crate) fn local_get(&self, key: &DataKey) -> Result<Option<Object>, String> {
-        match self.storage.get(key) {
-            Ok(None) => Ok(None),
-            Ok(Some(datum)) => codec::decode::<Object>(&datum.value)
-                .map(Some)
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
+        crate::replica::read_object(&*self.storage, key)
     }
 
     /// Merges `incoming` into this node's copy (DVV sync) in one storage
@@ -127,34 +121,13 @@ impl Node {
         sync: bool,
         hint: Option<NewHint>,
     ) -> Result<bool, String> {
-        let mut failure = None;
         let durability = if sync {
             Durability::Synced
         } else {
             Durability::Buffered
         };
-        self.storage
-            .update(key, durability, hint, &mut |current| {
-                let merged = match current {
-                    None => Ok((incoming.clone(), n)),
-                    Some(datum) => codec::decode::<Object>(&datum.value)
-                        .map(|local| (local.sync(incoming), datum.n.max(n))),
-                };
-                match merged
-                    .and_then(|(object, n)| codec::encode(&object).map(|value| Datum { n, value }))
-                {
-                    Ok(datum) => Change::Put(datum),
-                    Err(e) => {
-                        failure = Some(e.to_string());
-                        Change::Keep
-                    }
-                }
-            })
-            .map_err(|e| e.to_string())?;
-        match failure {
-            Some(reason) => Err(format!("stored object of {key} does not decode: {reason}")),
-            None => Ok(sync || self.config.storage.sync_every_write),
-        }
+        crate::replica::merge_object(&*self.storage, key, n, incoming, durability, hint)?;
+        Ok(sync || self.config.storage.sync_every_write)
     }
 
     /// The coordinator's own write: `sibling` gets this node's next dot,
@@ -228,10 +201,24 @@ impl Node {
         }
     }
 
-    /// The first N reachable nodes of `list` (see [`choose_write_targets`]).
+    /// The first N reachable nodes of `list` (see [`choose_write_targets`]);
+    /// only reachable primaries when hinted handoff is off.
     fn targets(&self, list: &PreferenceList) -> Vec<WriteTarget> {
         let membership = self.membership();
-        choose_write_targets(list, |n| membership.is_up(n))
+        let mut targets = choose_write_targets(list, |n| membership.is_up(n));
+        if !self.config.data.hinted_handoff {
+            targets.retain(|t| t.hint_for.is_none());
+        }
+        targets
+    }
+
+    /// Up nodes still handing `partition` off to its owners (ownership
+    /// transfer) that are not among `targets`: they get reads and writes
+    /// too until their transfer is done, so requests keep their N.
+    fn handoff_holders(&self, partition: Partition, targets: &[NodeId]) -> Vec<NodeId> {
+        let mut holders = self.membership().handing_off(partition);
+        holders.retain(|node| !targets.contains(node));
+        holders
     }
 
     /// Checks a request and finds where its key lives: its quorum, its
@@ -280,11 +267,17 @@ impl Node {
             Ok(route) => route,
             Err(response) => return response,
         };
-        let targets: Vec<(NodeId, bool)> = self
+        let mut targets: Vec<(NodeId, bool)> = self
             .targets(&list)
             .into_iter()
             .map(|t| (t.node, t.hint_for.is_none()))
             .collect();
+        let chosen: Vec<NodeId> = targets.iter().map(|(node, _)| *node).collect();
+        targets.extend(
+            self.handoff_holders(data_key.partition, &chosen)
+                .into_iter()
+                .map(|node| (node, false)),
+        );
         if targets.is_empty() {
             return error(
                 ErrorCode::QuorumNotMet,
@@ -495,6 +488,10 @@ impl Node {
             }
             Err(LocalWriteError::Failed(reason)) => return error(ErrorCode::Storage, reason),
         };
+        let chosen: Vec<NodeId> = targets.iter().map(|t| t.node).collect();
+        for holder in self.handoff_holders(data_key.partition, &chosen) {
+            self.spawn_handoff_copy(holder, &data_key, quorum.n, &object, timeout);
+        }
         let mut tally = WriteTally::new(quorum, targets.clone());
         let first = tally.on_ack(self.id(), sync || self.config.storage.sync_every_write);
         let (tx, acks) = mpsc::channel(targets.len().max(1));
@@ -587,6 +584,34 @@ impl Node {
                     _ => None,
                 };
                 let _ = tx.send((target.node, acked)).await;
+            }
+            .instrument(self.span.clone()),
+        );
+    }
+
+    /// Sends a write to a node still handing its partition off; best effort,
+    /// not counted toward the quorum (the new owners are).
+    fn spawn_handoff_copy(
+        self: &Arc<Self>,
+        holder: NodeId,
+        key: &DataKey,
+        n: u8,
+        object: &Object,
+        timeout: Duration,
+    ) {
+        let request = Request::ReplicaPut {
+            bucket: key.bucket.clone(),
+            key: key.key.clone(),
+            n,
+            object: object.clone(),
+            hint_for: None,
+            sync: false,
+        };
+        let node = self.clone();
+        tokio::spawn(
+            async move {
+                let stored = node.call_node(holder, &request, timeout).await;
+                tracing::debug!(holder = %holder, stored = matches!(stored, Some(Response::Stored { .. })), "write copied to a node handing off");
             }
             .instrument(self.span.clone()),
         );

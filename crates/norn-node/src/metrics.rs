@@ -43,6 +43,12 @@ pub struct Metrics {
     pub(crate) read_repairs: AtomicU64,
     pub(crate) hints_delivered: AtomicU64,
     pub(crate) gossip_rounds: AtomicU64,
+    pub(crate) exchanges: AtomicU64,
+    pub(crate) exchange_keys_repaired: AtomicU64,
+    pub(crate) exchange_bytes: AtomicU64,
+    pub(crate) tombstones_reaped: AtomicU64,
+    pub(crate) transfer_keys: AtomicU64,
+    pub(crate) transfer_bytes: AtomicU64,
 }
 
 /// The outcome label of a data request's reply.
@@ -71,6 +77,11 @@ pub struct Gauges {
     pub peers_down: u64,
     pub storage_bytes: u64,
     pub ring_version: u64,
+    /// Seconds since the least recently verified partition this node
+    /// replicates was last verified (since start, if never).
+    pub oldest_verified_s: u64,
+    /// Partitions this node replicates not verified since it started.
+    pub partitions_unverified: u64,
 }
 
 impl Metrics {
@@ -156,6 +167,36 @@ impl Metrics {
                 "Gossip rounds run.",
                 &self.gossip_rounds,
             ),
+            (
+                "norn_anti_entropy_exchanges_total",
+                "Anti-entropy exchanges finished with a peer.",
+                &self.exchanges,
+            ),
+            (
+                "norn_anti_entropy_keys_repaired_total",
+                "Keys made equal by anti-entropy exchanges.",
+                &self.exchange_keys_repaired,
+            ),
+            (
+                "norn_anti_entropy_bytes_total",
+                "Request and reply bytes of anti-entropy exchanges.",
+                &self.exchange_bytes,
+            ),
+            (
+                "norn_tombstones_reaped_total",
+                "Tombstones removed after every replica held them.",
+                &self.tombstones_reaped,
+            ),
+            (
+                "norn_transfer_keys_total",
+                "Keys sent to their new owners by ownership transfers.",
+                &self.transfer_keys,
+            ),
+            (
+                "norn_transfer_bytes_total",
+                "Bytes sent by ownership transfers.",
+                &self.transfer_bytes,
+            ),
         ];
         for (name, help, counter) in counters {
             let _ = writeln!(
@@ -194,6 +235,16 @@ impl Metrics {
                 "norn_ring_version",
                 "Version of the ring this node holds (0: none).",
                 gauges.ring_version,
+            ),
+            (
+                "norn_anti_entropy_oldest_verified_seconds",
+                "Seconds since the least recently verified partition of this node was found equal on all its replicas (since start if never).",
+                gauges.oldest_verified_s,
+            ),
+            (
+                "norn_anti_entropy_partitions_unverified",
+                "Partitions of this node not verified since it started.",
+                gauges.partitions_unverified,
             ),
         ];
         for (name, help, value) in gauges {

@@ -37,8 +37,13 @@ pub struct Node {
     membership: Mutex<Membership>,
     /// The current ring, shared with requests without copying it.
     ring: RwLock<Option<Arc<Ring>>>,
-    started: Instant,
+    pub(crate) started: Instant,
     pub(crate) metrics: crate::metrics::Metrics,
+    pub(crate) anti_entropy: crate::anti_entropy::AntiEntropyState,
+    pub(crate) transfers: crate::transfer::TransferTable,
+    /// The newest ring version a peer sent data by (see
+    /// [`Request::ReplicaPutMany`]).
+    pub(crate) newest_ring_seen: std::sync::atomic::AtomicU64,
     pub(crate) span: tracing::Span,
 }
 
@@ -104,6 +109,7 @@ impl Node {
             state: MemberState::Active,
             incarnation: identity.incarnation,
             heartbeat: 0,
+            handoffs: Vec::new(),
         };
         let ring_cache = RwLock::new(ring.clone().map(Arc::new));
         let mut membership = Membership::new(me, ring, config.membership, rand::random());
@@ -121,6 +127,9 @@ impl Node {
             ring: ring_cache,
             started: Instant::now(),
             metrics: crate::metrics::Metrics::default(),
+            anti_entropy: Default::default(),
+            transfers: Default::default(),
+            newest_ring_seen: Default::default(),
             span,
         }))
     }
@@ -146,11 +155,21 @@ impl Node {
         });
         let http = self.clone().start_http().await?;
         let gossip = tokio::spawn(self.clone().gossip_loop().instrument(self.span.clone()));
-        let handoff = tokio::spawn(self.clone().handoff_loop().instrument(self.span.clone()));
+        let background = [
+            tokio::spawn(self.clone().handoff_loop().instrument(self.span.clone())),
+            tokio::spawn(
+                self.clone()
+                    .anti_entropy_loop()
+                    .instrument(self.span.clone()),
+            ),
+            tokio::spawn(self.clone().transfer_loop().instrument(self.span.clone())),
+        ];
         shutdown.await;
         self.span.in_scope(|| tracing::info!("shutting down"));
         gossip.abort();
-        handoff.abort();
+        for task in background {
+            task.abort();
+        }
         http.abort();
         self.endpoint.close();
         let _ = tokio::time::timeout(Duration::from_secs(2), self.endpoint.wait_idle()).await;
@@ -322,7 +341,41 @@ impl Node {
             Request::AdminStage { node, kind } => self.admin_stage(&node, kind),
             Request::AdminPlan => Response::Plan(self.plan()),
             Request::AdminCommit => self.admin_commit(),
+            Request::AdminRepair { partition } => self.admin_repair(partition),
+            Request::AdminRepairProgress => self.repair_progress(),
+            Request::AdminRepairStatus => Response::RepairStatus(self.repair_status()),
+            Request::AdminTransfers => Response::Transfers(self.transfer_views()),
+            exchange @ (Request::TreeNodes { .. }
+            | Request::SegmentDigests { .. }
+            | Request::KeyDigests { .. }
+            | Request::ReplicaGetMany { .. }
+            | Request::ReplicaPutMany { .. }
+            | Request::Reap { .. }) => self.serve_replica(peer, &exchange),
         }
+    }
+
+    /// The replica side of exchanges and transfers. Reads are open to admin
+    /// clients (to inspect replicas); writes and removals only to nodes.
+    fn serve_replica(&self, peer: PeerIdentity, request: &Request) -> Response {
+        let writes = matches!(
+            request,
+            Request::ReplicaPutMany { .. } | Request::Reap { .. }
+        );
+        if writes && !matches!(peer, PeerIdentity::Node(_)) {
+            return error(
+                ErrorCode::Forbidden,
+                format!("{peer} may not make replica requests"),
+            );
+        }
+        if let Request::ReplicaPutMany { ring_version, .. } = request {
+            self.newest_ring_seen
+                .fetch_max(*ring_version, std::sync::atomic::Ordering::Relaxed);
+        }
+        let Some(ring) = self.ring() else {
+            return error(ErrorCode::Unavailable, "this node holds no ring yet");
+        };
+        crate::replica::serve(&*self.storage, &ring, request)
+            .unwrap_or_else(|| error(ErrorCode::BadRequest, "not a replica request"))
     }
 
     fn handle_gossip(self: &Arc<Self>, peer: PeerIdentity, message: GossipMessage) -> Response {
@@ -343,6 +396,7 @@ impl Node {
     pub(crate) fn render_metrics(&self) -> String {
         let queues = self.storage.hint_queues();
         let views = self.membership().view(self.now_ms());
+        let (oldest_verified_s, partitions_unverified) = self.verification_gauges();
         let peers_up = views.iter().skip(1).filter(|v| v.up).count() as u64;
         let gauges = crate::metrics::Gauges {
             hints_pending: queues.values().map(|q| q.hints).sum(),
@@ -351,6 +405,8 @@ impl Node {
             peers_down: views.len().saturating_sub(1) as u64 - peers_up,
             storage_bytes: self.storage.data_size_bytes(),
             ring_version: self.ring().map_or(0, |r| r.version()),
+            oldest_verified_s,
+            partitions_unverified,
         };
         self.metrics.render(gauges)
     }

@@ -160,6 +160,7 @@ mod tests {
             state: MemberState::Active,
             incarnation: 1,
             heartbeat: 1,
+            handoffs: Vec::new(),
         }
     }
 

@@ -16,6 +16,7 @@ pub mod message;
 pub use error::ProtoError;
 pub use frame::{encode_frame, Frame, FrameDecoder, FORMAT_VERSION, FRAME_HEADER_BYTES};
 pub use message::{
-    ErrorCode, ErrorReply, GetReply, MemberInfo, PlanNode, PlanView, PutReply, QuorumOptions,
-    Request, Response, WriteReceipt,
+    ErrorCode, ErrorReply, GetReply, KeyDigest, KeyObject, KeyRef, MemberInfo, PartitionVerified,
+    PlanNode, PlanView, PutReply, QuorumOptions, RepairProgress, Request, Response, TransferState,
+    TransferView, WriteReceipt,
 };

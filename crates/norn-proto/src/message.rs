@@ -5,7 +5,7 @@
 
 use norn_clock::{Context, Object, Sibling};
 use norn_membership::{ChangeKind, GossipMessage, Member, StagedChange};
-use norn_ring::{NodeId, Ring};
+use norn_ring::{NodeId, Partition, Ring};
 use serde::{Deserialize, Serialize};
 
 /// A request; its reply is a [`Response`] with the same request id.
@@ -74,6 +74,126 @@ pub enum Request {
     },
     /// Admin: pending hints per target node.
     AdminHints,
+    /// Anti-entropy: the hashes of the nodes at `level` (0 is the root) with
+    /// the given indices, of the receiver's tree of `(partition, n)`.
+    TreeNodes {
+        partition: Partition,
+        n: u8,
+        level: u8,
+        indices: Vec<u32>,
+    },
+    /// Anti-entropy: every key of `(partition, n)` in the given tree
+    /// segments, with the digest of its stored version.
+    SegmentDigests {
+        partition: Partition,
+        n: u8,
+        segments: Vec<u32>,
+    },
+    /// The digest of the receiver's copy of each key (`None`: absent or
+    /// unreadable).
+    KeyDigests { keys: Vec<KeyRef> },
+    /// The receiver's copy of each key.
+    ReplicaGetMany { keys: Vec<KeyRef> },
+    /// Merge each object into the receiver's copy (DVV sync), as a batch of
+    /// [`Request::ReplicaPut`] without hints. `ring_version` is the sender's:
+    /// a receiver with an older ring holds back its own transfers until it
+    /// has caught up, so it does not hand data back by an outdated ring.
+    ReplicaPutMany {
+        n: u8,
+        ring_version: u64,
+        items: Vec<KeyObject>,
+    },
+    /// Remove each key whose stored version still has the given digest (a
+    /// tombstone every replica was seen to hold).
+    Reap { items: Vec<KeyDigest> },
+    /// Admin: run anti-entropy exchanges now for `partition`, or for every
+    /// partition the receiver replicates; replies with the progress of the
+    /// running repair (a second request joins the running one).
+    AdminRepair { partition: Option<Partition> },
+    /// Admin: the progress of the receiver's current or last repair.
+    AdminRepairProgress,
+    /// Admin: per partition the receiver replicates, how long ago an
+    /// exchange last found it equal on every replica.
+    AdminRepairStatus,
+    /// Admin: the receiver's outgoing ownership transfers.
+    AdminTransfers,
+}
+
+/// A key named on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KeyRef {
+    #[serde(with = "serde_bytes")]
+    pub bucket: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+}
+
+/// A key with the digest of one replica's stored version of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyDigest {
+    pub key: KeyRef,
+    pub digest: u64,
+}
+
+/// A key with one replica's object.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyObject {
+    pub key: KeyRef,
+    pub object: Object,
+}
+
+/// What a repair has done so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepairProgress {
+    pub running: bool,
+    pub partitions_total: u32,
+    pub partitions_done: u32,
+    /// Exchanges that could not finish (peer unreachable, error).
+    pub exchanges_failed: u32,
+    /// Keys whose digests were compared (in differing segments only).
+    pub keys_compared: u64,
+    /// Keys that differed.
+    pub keys_different: u64,
+    /// Keys written on either side to repair a difference.
+    pub keys_repaired: u64,
+    /// Request and reply bytes sent and received by the exchanges.
+    pub bytes: u64,
+    pub elapsed_ms: u64,
+}
+
+/// When one partition was last verified equal on all its replicas.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionVerified {
+    pub partition: Partition,
+    /// Milliseconds since; `None`: not since this node started.
+    pub ago_ms: Option<u64>,
+}
+
+/// One outgoing ownership transfer: this node holds `(partition, n)` data
+/// that belongs to `targets`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransferView {
+    pub partition: Partition,
+    pub n: u8,
+    pub targets: Vec<NodeId>,
+    /// Keys and bytes sent, counted across restarts (from the checkpoint).
+    pub keys_sent: u64,
+    pub bytes_sent: u64,
+    /// Keys still held here for the targets (at the last pass).
+    pub keys_left: u64,
+    /// Whether this transfer resumed from a checkpoint after a restart.
+    pub resumed: bool,
+    pub state: TransferState,
+}
+
+/// Where a transfer stands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TransferState {
+    Running,
+    /// Paused; the reason, say a target that is down.
+    Waiting(String),
+    /// Every key is held by every target and was dropped here.
+    Done,
 }
 
 /// What a request asked for; `None` takes the node's default.
@@ -177,6 +297,21 @@ pub enum Response {
     },
     /// Pending hints per target: count and bytes.
     Hints(Vec<(NodeId, u64, u64)>),
+    /// Tree node hashes, in the order asked.
+    Hashes(Vec<u128>),
+    /// Keys with their digests.
+    SegmentDigests(Vec<KeyDigest>),
+    /// One digest per key asked, in order.
+    KeyDigests(Vec<Option<u64>>),
+    /// One object per key asked, in order.
+    Objects(Vec<Option<Object>>),
+    /// How many of a batch were stored (or reaped).
+    StoredMany {
+        count: u32,
+    },
+    Repair(RepairProgress),
+    RepairStatus(Vec<PartitionVerified>),
+    Transfers(Vec<TransferView>),
 }
 
 /// A member as one node sees it.

@@ -8,10 +8,11 @@ use norn_clock::{ActorId, Context, Object, Sibling};
 use norn_membership::{ChangeKind, GossipMessage, Member, MemberState, StagedChange};
 use norn_proto::codec::{self, DECODE_LIMIT_BYTES};
 use norn_proto::{
-    encode_frame, ErrorCode, ErrorReply, FrameDecoder, GetReply, MemberInfo, PlanNode, PlanView,
-    ProtoError, PutReply, QuorumOptions, Request, Response, WriteReceipt,
+    encode_frame, ErrorCode, ErrorReply, FrameDecoder, GetReply, KeyDigest, KeyObject, KeyRef,
+    MemberInfo, PartitionVerified, PlanNode, PlanView, ProtoError, PutReply, QuorumOptions,
+    RepairProgress, Request, Response, TransferState, TransferView, WriteReceipt,
 };
-use norn_ring::{NodeId, Ring, RingMember};
+use norn_ring::{NodeId, Partition, Ring, RingMember};
 use proptest::prelude::*;
 
 /// Counts the largest single allocation, to bound what decoding asks for.
@@ -87,6 +88,7 @@ fn members() -> impl Strategy<Value = Member> {
                 },
                 incarnation,
                 heartbeat,
+                handoffs: vec![Partition(weight as u16)],
             },
         )
 }
@@ -187,8 +189,130 @@ fn gossip() -> impl Strategy<Value = GossipMessage> {
     ]
 }
 
+fn key_refs() -> impl Strategy<Value = KeyRef> {
+    (bytes(), bytes()).prop_map(|(bucket, key)| KeyRef { bucket, key })
+}
+
+fn key_digests() -> impl Strategy<Value = KeyDigest> {
+    (key_refs(), any::<u64>()).prop_map(|(key, digest)| KeyDigest { key, digest })
+}
+
+/// The requests of anti-entropy, transfers and repair.
+fn convergence_requests() -> impl Strategy<Value = Request> {
+    prop_oneof![
+        (
+            any::<u16>(),
+            any::<u8>(),
+            any::<u8>(),
+            prop::collection::vec(any::<u32>(), 0..8)
+        )
+            .prop_map(|(p, n, level, indices)| Request::TreeNodes {
+                partition: Partition(p),
+                n,
+                level,
+                indices
+            }),
+        (
+            any::<u16>(),
+            any::<u8>(),
+            prop::collection::vec(any::<u32>(), 0..8)
+        )
+            .prop_map(|(p, n, segments)| Request::SegmentDigests {
+                partition: Partition(p),
+                n,
+                segments
+            }),
+        prop::collection::vec(key_refs(), 0..4).prop_map(|keys| Request::KeyDigests { keys }),
+        prop::collection::vec(key_refs(), 0..4).prop_map(|keys| Request::ReplicaGetMany { keys }),
+        (
+            any::<u8>(),
+            prop::collection::vec((key_refs(), objects()), 0..3)
+        )
+            .prop_map(|(n, items)| Request::ReplicaPutMany {
+                n,
+                ring_version: u64::from(n) * 7,
+                items: items
+                    .into_iter()
+                    .map(|(key, object)| KeyObject { key, object })
+                    .collect()
+            }),
+        prop::collection::vec(key_digests(), 0..4).prop_map(|items| Request::Reap { items }),
+        prop::option::of(any::<u16>()).prop_map(|p| Request::AdminRepair {
+            partition: p.map(Partition)
+        }),
+        Just(Request::AdminRepairProgress),
+        Just(Request::AdminRepairStatus),
+        Just(Request::AdminTransfers),
+    ]
+}
+
+/// The replies of anti-entropy, transfers and repair.
+fn convergence_responses() -> impl Strategy<Value = Response> {
+    prop_oneof![
+        prop::collection::vec(any::<u128>(), 0..8).prop_map(Response::Hashes),
+        prop::collection::vec(key_digests(), 0..4).prop_map(Response::SegmentDigests),
+        prop::collection::vec(any::<Option<u64>>(), 0..4).prop_map(Response::KeyDigests),
+        prop::collection::vec(prop::option::of(objects()), 0..3).prop_map(Response::Objects),
+        any::<u32>().prop_map(|count| Response::StoredMany { count }),
+        (any::<bool>(), any::<[u32; 3]>(), any::<[u64; 5]>()).prop_map(
+            |(running, [a, b, c], [d, e, f, g, h])| Response::Repair(RepairProgress {
+                running,
+                partitions_total: a,
+                partitions_done: b,
+                exchanges_failed: c,
+                keys_compared: d,
+                keys_different: e,
+                keys_repaired: f,
+                bytes: g,
+                elapsed_ms: h,
+            })
+        ),
+        prop::collection::vec((any::<u16>(), any::<Option<u64>>()), 0..4).prop_map(|rows| {
+            Response::RepairStatus(
+                rows.into_iter()
+                    .map(|(p, ago_ms)| PartitionVerified {
+                        partition: Partition(p),
+                        ago_ms,
+                    })
+                    .collect(),
+            )
+        }),
+        prop::collection::vec(
+            (
+                any::<u16>(),
+                any::<u8>(),
+                any::<[u64; 3]>(),
+                any::<bool>(),
+                ".{0,10}"
+            ),
+            0..3
+        )
+        .prop_map(|rows| Response::Transfers(
+            rows.into_iter()
+                .map(
+                    |(p, n, [keys_sent, bytes_sent, keys_left], resumed, why)| TransferView {
+                        partition: Partition(p),
+                        n,
+                        targets: vec![NodeId(u64::from(n))],
+                        keys_sent,
+                        bytes_sent,
+                        keys_left,
+                        resumed,
+                        state: match keys_sent % 3 {
+                            0 => TransferState::Running,
+                            1 => TransferState::Waiting(why),
+                            _ => TransferState::Done,
+                        },
+                    }
+                )
+                .collect()
+        )),
+    ]
+}
+
 fn requests() -> impl Strategy<Value = Request> {
     prop_oneof![
+        convergence_requests(),
         gossip().prop_map(Request::Gossip),
         Just(Request::AdminMembers),
         Just(Request::AdminRing),
@@ -255,6 +379,7 @@ fn responses() -> impl Strategy<Value = Response> {
         Just(ErrorCode::Unavailable)
     ];
     prop_oneof![
+        convergence_responses(),
         Just(Response::Pong),
         prop::option::of(objects()).prop_map(|object| Response::Replica { object }),
         any::<bool>().prop_map(|synced| Response::Stored { synced }),

@@ -1,6 +1,6 @@
 //! The [`Storage`] trait and [`Store`], its implementation over a backend.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
@@ -122,8 +122,12 @@ pub trait Storage: Send + Sync + 'static {
     /// A copy of the tree of `(partition, n)`.
     fn tree(&self, partition: Partition, n: u8) -> MerkleTree;
 
-    /// The Ns with a tree in `partition`.
+    /// The Ns with a non-empty tree in `partition`.
     fn tree_ns(&self, partition: Partition) -> Vec<u8>;
+
+    /// The partitions with any non-empty tree, in order: the partitions
+    /// this store holds data of.
+    fn tree_partitions(&self) -> Vec<Partition>;
 
     /// Recomputes `partition`'s trees from its data (after corruption).
     fn rebuild_trees(&self, partition: Partition) -> Result<()>;
@@ -150,6 +154,9 @@ pub trait Storage: Send + Sync + 'static {
     /// Stores a metadata value, fsynced before it returns.
     fn put_meta(&self, name: &str, value: &[u8]) -> Result<()>;
 
+    /// Removes a metadata value, fsynced before it returns.
+    fn delete_meta(&self, name: &str) -> Result<()>;
+
     /// Makes every acknowledged write durable.
     fn sync(&self) -> Result<()>;
 
@@ -174,6 +181,9 @@ pub struct Store<B: Backend> {
     hint_queues: Mutex<BTreeMap<NodeId, HintQueueStats>>,
     next_hint: AtomicU64,
     group_commit: GroupCommit,
+    /// Data keys (encoded) seen failing their checksum whose partition's
+    /// trees were rebuilt without them; cleared when the key is rewritten.
+    known_corrupt: Mutex<HashSet<Vec<u8>>>,
 }
 
 impl Store<RocksBackend> {
@@ -201,6 +211,7 @@ impl<B: Backend> Store<B> {
             hint_queues: Mutex::new(BTreeMap::new()),
             next_hint: AtomicU64::new(1),
             group_commit: GroupCommit::default(),
+            known_corrupt: Mutex::new(HashSet::new()),
         };
         let shape = encode_shape(options.tree_shape);
         if store.get_meta(TREE_SHAPE_META)?.as_deref() == Some(shape.as_slice()) {
@@ -364,6 +375,23 @@ impl<B: Backend> Store<B> {
         }
     }
 
+    /// Takes a corrupt record out of its partition's trees (once), so the
+    /// trees no longer claim a version this store cannot serve and the next
+    /// exchange fetches the key from a peer.
+    fn exclude_corrupt(&self, key: &DataKey, encoded: &[u8]) {
+        let first_sighting = self
+            .known_corrupt
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(encoded.to_vec());
+        if first_sighting {
+            tracing::warn!(key = %key, "corrupt record: rebuilding its partition's trees without it");
+            if let Err(e) = self.rebuild_trees(key.partition) {
+                tracing::error!(partition = %key.partition, error = %e, "trees not rebuilt");
+            }
+        }
+    }
+
     fn read_datum(&self, key: &DataKey, encoded: &[u8]) -> Result<Option<Datum>> {
         let Some(record) = self.backend.get(Column::Data, encoded)? else {
             return Ok(None);
@@ -460,7 +488,12 @@ fn decode_datum(key: &DataKey, encoded_key: &[u8], record: &[u8]) -> Result<Datu
 
 impl<B: Backend> Storage for Store<B> {
     fn get(&self, key: &DataKey) -> Result<Option<Datum>> {
-        self.read_datum(key, &key.encode())
+        let encoded = key.encode();
+        let read = self.read_datum(key, &encoded);
+        if let Err(StorageError::Corrupt { .. }) = &read {
+            self.exclude_corrupt(key, &encoded);
+        }
+        read
     }
 
     fn update(
@@ -504,6 +537,10 @@ impl<B: Backend> Storage for Store<B> {
         }
         drop(trees);
         if was_corrupt {
+            self.known_corrupt
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&encoded);
             self.rebuild_trees(key.partition)?;
         }
         self.finish(durability)?;
@@ -534,7 +571,10 @@ impl<B: Backend> Storage for Store<B> {
             };
             match decode_datum(&key, encoded, record) {
                 Ok(datum) => page.items.push((key, datum)),
-                Err(_) => page.corrupt.push(key),
+                Err(_) => {
+                    self.exclude_corrupt(&key, encoded);
+                    page.corrupt.push(key);
+                }
             }
         }
         if rows.len() == limit {
@@ -565,6 +605,10 @@ impl<B: Backend> Storage for Store<B> {
 
     fn tree_ns(&self, partition: Partition) -> Vec<u8> {
         self.trees.ns(partition)
+    }
+
+    fn tree_partitions(&self) -> Vec<Partition> {
+        self.trees.partitions()
     }
 
     fn rebuild_trees(&self, partition: Partition) -> Result<()> {
@@ -668,6 +712,14 @@ impl<B: Backend> Storage for Store<B> {
             Column::Meta,
             name.as_bytes().to_vec(),
             record,
+        )])?;
+        self.finish(Durability::Synced)
+    }
+
+    fn delete_meta(&self, name: &str) -> Result<()> {
+        self.backend.write(vec![BatchOp::Delete(
+            Column::Meta,
+            name.as_bytes().to_vec(),
         )])?;
         self.finish(Durability::Synced)
     }

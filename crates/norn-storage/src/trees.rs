@@ -60,17 +60,31 @@ impl TreeSet {
             .unwrap_or_else(|| MerkleTree::new(self.shape))
     }
 
-    /// The Ns that have a tree in `partition`.
+    /// The Ns whose tree in `partition` holds any key.
     pub fn ns(&self, partition: Partition) -> Vec<u8> {
         lock_trees(&self.partition(partition))
-            .keys()
-            .copied()
+            .iter()
+            .filter(|(_, tree)| tree.root() != Hash128::ZERO)
+            .map(|(n, _)| *n)
             .collect()
     }
 
-    /// Partitions that have any tree, in order.
+    /// Partitions with a tree that holds any key, in order.
     pub fn partitions(&self) -> Vec<Partition> {
-        let mut partitions: Vec<Partition> = self.read().keys().copied().collect();
+        let all: Vec<(Partition, PartitionLock)> = self
+            .read()
+            .iter()
+            .map(|(p, lock)| (*p, lock.clone()))
+            .collect();
+        let mut partitions: Vec<Partition> = all
+            .into_iter()
+            .filter(|(_, lock)| {
+                lock_trees(lock)
+                    .values()
+                    .any(|tree| tree.root() != Hash128::ZERO)
+            })
+            .map(|(p, _)| p)
+            .collect();
         partitions.sort_unstable();
         partitions
     }

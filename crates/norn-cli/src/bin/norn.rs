@@ -15,7 +15,8 @@ struct Args {
     /// Client configuration (default: $NORN_CONFIG, then cluster/client.toml).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
-    /// Talk to this node (`host:port`) instead of the first that answers.
+    /// Talk to this node (`host:port`, or a member's name or id) instead of
+    /// the first that answers.
     #[arg(long, global = true)]
     node: Option<String>,
     /// Timeout of each request, in milliseconds: the coordinating node's
@@ -178,6 +179,25 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run anti-entropy exchanges now and show progress until done: on
+    /// every up node in turn, only on the node given with --node, or for one
+    /// partition (--partition, run by its first up primary).
+    Repair {
+        /// Only this partition.
+        #[arg(long)]
+        partition: Option<u16>,
+        /// Show, per node and partition, the time since it was last
+        /// verified equal on all its replicas, instead of repairing.
+        #[arg(long, conflicts_with = "partition")]
+        status: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every node's outgoing ownership transfers and their progress.
+    Transfers {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn read_value(value: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
@@ -312,6 +332,21 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     json,
                 } => data::replica_get(&session, &replica, &bucket, &key, json).await,
                 AdminCommand::Hints { json } => data::hints(&session, json).await,
+                AdminCommand::Repair {
+                    status: true, json, ..
+                } => admin::repair_status(&session, args.node.is_some(), json).await,
+                AdminCommand::Repair {
+                    partition,
+                    status: false,
+                    json,
+                } => {
+                    let scope = admin::RepairScope {
+                        this_node_only: args.node.is_some(),
+                        partition,
+                    };
+                    admin::repair(&session, scope, json).await
+                }
+                AdminCommand::Transfers { json } => admin::transfers(&session, json).await,
             }
         }
     }
