@@ -5,7 +5,7 @@ CARGO ?= cargo
 NODES ?= 3
 PROFILE ?= release
 
-.PHONY: deps build test lint fmt bench bench-storage bench-net bench-repair bench-ae fuzz cluster cluster-stop
+.PHONY: deps build test lint fmt bench bench-storage bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop
 
 deps:
 	@tools/install-deps.sh
@@ -47,6 +47,19 @@ cluster-stop:
 ## one if none is up); DURATION=60 KEYS=100000 by default.
 bench: deps
 	@tools/bench.sh
+
+## Deterministic simulation over many seeds (make test runs 200); a
+## failing seed prints the command that replays it. SEEDS=10000 FROM=0.
+SEEDS ?= 1000
+FROM ?= 0
+sim: deps
+	$(CARGO) run -p norn-sim --release -- --seeds $(SEEDS) --from $(FROM)
+
+## Real faults in network namespaces (root): per scenario, acknowledged
+## writes, lost, never read, most siblings, time to converge after healing.
+faults: deps
+	$(CARGO) build --workspace --bins
+	$(CARGO) run -p norn-tests --bin norn-faults
 
 ## Anti-entropy exchanges between two RocksDB replicas in one process:
 ## repair of 100,000 keys with 1% different, and identical trees.

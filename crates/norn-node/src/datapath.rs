@@ -7,11 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use norn_clock::{Context, Object, Sibling};
-use norn_proto::{codec, ErrorCode, GetReply, PutReply, QuorumOptions, Request, Response};
+use norn_proto::{ErrorCode, GetReply, PutReply, QuorumOptions, Request, Response};
 use norn_ring::{NodeId, Partition, PreferenceList, Ring};
 use norn_storage::storage::NewHint;
-use norn_storage::{Change, DataKey, Datum, Durability, Storage};
-use serde::{Deserialize, Serialize};
+use norn_storage::{DataKey, Durability};
 use tokio::sync::mpsc;
 use tracing::Instrument;
 
@@ -20,16 +19,7 @@ use crate::coordinator::{
     WriteTarget,
 };
 use crate::node::{error, Node};
-
-/// What a fallback's hint says: which key to hand over, with its N.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct HintPayload {
-    #[serde(with = "serde_bytes")]
-    pub bucket: Vec<u8>,
-    #[serde(with = "serde_bytes")]
-    pub key: Vec<u8>,
-    pub n: u8,
-}
+use crate::replica::{self, LocalWriteError};
 
 /// Waits for a write's acknowledgements until it is decided. A failed write
 /// still waits for its outstanding replicas (until the timeout), so that
@@ -51,12 +41,6 @@ async fn await_write(
         };
     }
     outcome
-}
-
-/// A local write refused or failed.
-enum LocalWriteError {
-    TooManySiblings(usize),
-    Failed(String),
 }
 
 impl Node {
@@ -130,8 +114,7 @@ impl Node {
         Ok(sync || self.config.storage.sync_every_write)
     }
 
-    /// The coordinator's own write: `sibling` gets this node's next dot,
-    /// superseding what `context` covers. Refused past the sibling limit.
+    /// The coordinator's own write (see [`replica::coordinate_write`]).
     fn local_update(
         &self,
         key: &DataKey,
@@ -140,42 +123,21 @@ impl Node {
         sibling: Sibling,
         sync: bool,
     ) -> Result<Object, LocalWriteError> {
-        let (actor, max) = (self.identity.actor, self.config.data.siblings_max as usize);
-        let mut outcome = Err(LocalWriteError::Failed("not written".into()));
         let durability = if sync {
             Durability::Synced
         } else {
             Durability::Buffered
         };
-        let stored = self.storage.update(key, durability, None, &mut |current| {
-            let (local, stored_n) = match current {
-                None => (Object::new(), n),
-                Some(datum) => match codec::decode::<Object>(&datum.value) {
-                    Ok(local) => (local, datum.n.max(n)),
-                    Err(e) => {
-                        outcome = Err(LocalWriteError::Failed(e.to_string()));
-                        return Change::Keep;
-                    }
-                },
-            };
-            let updated = local.update(context, actor, sibling.clone());
-            if updated.value_count() > max {
-                outcome = Err(LocalWriteError::TooManySiblings(updated.value_count()));
-                return Change::Keep;
-            }
-            match codec::encode(&updated) {
-                Ok(value) => {
-                    outcome = Ok(updated);
-                    Change::Put(Datum { n: stored_n, value })
-                }
-                Err(e) => {
-                    outcome = Err(LocalWriteError::Failed(e.to_string()));
-                    Change::Keep
-                }
-            }
-        });
-        stored.map_err(|e| LocalWriteError::Failed(e.to_string()))?;
-        outcome
+        replica::coordinate_write(
+            &*self.storage,
+            key,
+            n,
+            context,
+            self.identity.actor,
+            sibling,
+            self.config.data.siblings_max as usize,
+            durability,
+        )
     }
 
     pub(crate) fn address_of(&self, node: NodeId) -> Option<SocketAddr> {
@@ -635,16 +597,12 @@ impl Node {
             Ok(key) => key,
             Err(response) => return response,
         };
-        let hint = match hint_for {
-            Some(target) => match codec::encode(&HintPayload {
-                bucket: bucket.to_vec(),
-                key: key.to_vec(),
-                n,
-            }) {
-                Ok(payload) => Some(NewHint { target, payload }),
-                Err(e) => return error(ErrorCode::Storage, e.to_string()),
-            },
-            None => None,
+        let hint = match hint_for
+            .map(|target| replica::hint(target, bucket, key, n))
+            .transpose()
+        {
+            Ok(hint) => hint,
+            Err(e) => return error(ErrorCode::Storage, e),
         };
         match self.local_merge(&data_key, n, object, sync, hint) {
             Ok(synced) => Response::Stored { synced },

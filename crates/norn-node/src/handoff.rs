@@ -14,8 +14,8 @@ use norn_proto::{codec, Request, Response};
 use norn_ring::NodeId;
 use norn_storage::{Change, Durability, Storage};
 
-use crate::datapath::HintPayload;
 use crate::node::Node;
+use crate::replica::HintPayload;
 
 /// Hints read from storage at a time.
 const HINT_PAGE: usize = 64;

@@ -5,13 +5,88 @@
 
 use std::collections::BTreeSet;
 
-use norn_clock::Object;
+use norn_clock::{ActorId, Context, Object, Sibling};
 use norn_merkle::{key_segment, NodeIndex};
 use norn_proto::{codec, ErrorCode, ErrorReply, KeyDigest, KeyObject, KeyRef, Request, Response};
-use norn_ring::{Partition, Ring};
+use norn_ring::{NodeId, Partition, Ring};
 use norn_storage::storage::NewHint;
 use norn_storage::trees::version_digest;
 use norn_storage::{Change, DataKey, Datum, Durability, Storage};
+
+/// What a fallback's hint says: which key to hand over, with its N.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct HintPayload {
+    #[serde(with = "serde_bytes")]
+    pub bucket: Vec<u8>,
+    #[serde(with = "serde_bytes")]
+    pub key: Vec<u8>,
+    pub n: u8,
+}
+
+/// The hint a fallback stores with a write it takes for `target`.
+pub fn hint(target: NodeId, bucket: &[u8], key: &[u8], n: u8) -> Result<NewHint, String> {
+    let payload = codec::encode(&HintPayload {
+        bucket: bucket.to_vec(),
+        key: key.to_vec(),
+        n,
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(NewHint { target, payload })
+}
+
+/// Why a coordinator's own write failed; nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LocalWriteError {
+    /// The write would leave this many siblings, past the limit.
+    TooManySiblings(usize),
+    Failed(String),
+}
+
+/// The coordinator's own write: `sibling` gets `actor`'s next dot,
+/// superseding what `context` covers, in one storage update. Refused past
+/// `siblings_max` siblings. Returns the object now stored.
+#[allow(clippy::too_many_arguments)]
+pub fn coordinate_write(
+    storage: &dyn Storage,
+    key: &DataKey,
+    n: u8,
+    context: &Context,
+    actor: ActorId,
+    sibling: Sibling,
+    siblings_max: usize,
+    durability: Durability,
+) -> Result<Object, LocalWriteError> {
+    let mut outcome = Err(LocalWriteError::Failed("not written".into()));
+    let stored = storage.update(key, durability, None, &mut |current| {
+        let (local, stored_n) = match current {
+            None => (Object::new(), n),
+            Some(datum) => match codec::decode::<Object>(&datum.value) {
+                Ok(local) => (local, datum.n.max(n)),
+                Err(e) => {
+                    outcome = Err(LocalWriteError::Failed(e.to_string()));
+                    return Change::Keep;
+                }
+            },
+        };
+        let updated = local.update(context, actor, sibling.clone());
+        if updated.value_count() > siblings_max {
+            outcome = Err(LocalWriteError::TooManySiblings(updated.value_count()));
+            return Change::Keep;
+        }
+        match codec::encode(&updated) {
+            Ok(value) => {
+                outcome = Ok(updated);
+                Change::Put(Datum { n: stored_n, value })
+            }
+            Err(e) => {
+                outcome = Err(LocalWriteError::Failed(e.to_string()));
+                Change::Keep
+            }
+        }
+    });
+    stored.map_err(|e| LocalWriteError::Failed(e.to_string()))?;
+    outcome
+}
 
 /// Keys read from storage at a time when listing a partition.
 const SCAN_PAGE: usize = 1024;

@@ -1,0 +1,150 @@
+//! The history checker: after healing, hint delivery and anti-entropy,
+//! every acknowledged element must be present; nothing may appear that no
+//! client wrote; the replicas of each key must be byte-equal; and no read
+//! may have seen more siblings than there are clients.
+
+use std::collections::BTreeSet;
+
+use norn_clock::{Object, Sibling};
+use norn_proto::codec;
+use norn_storage::{DataKey, Storage};
+
+use crate::node::{SimNode, N};
+use crate::workload::{union_of, AddOutcome, BUCKET, REGISTER_KEYS, SET_KEYS};
+use crate::world::Run;
+
+/// The verdict on one run.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub acknowledged: usize,
+    pub present: usize,
+    pub lost: Vec<u32>,
+    /// Acknowledged elements of keys that could not be read at the end.
+    pub never_read: usize,
+    /// Elements found that no client tried to add, or register values no
+    /// client wrote.
+    pub phantoms: Vec<String>,
+    /// Keys whose primaries hold different bytes.
+    pub diverged: Vec<String>,
+    pub most_siblings: usize,
+    pub too_many_siblings: bool,
+    pub converged_after_ms: Option<u64>,
+}
+
+impl Verdict {
+    pub fn passed(&self) -> bool {
+        self.lost.is_empty()
+            && self.phantoms.is_empty()
+            && self.diverged.is_empty()
+            && !self.too_many_siblings
+            && self.converged_after_ms.is_some()
+    }
+}
+
+fn data_key(node: &SimNode, key: &str) -> DataKey {
+    let ring = node.ring();
+    DataKey::new(
+        ring.partition_of_key(BUCKET, key.as_bytes()),
+        BUCKET,
+        key.as_bytes(),
+    )
+    .expect("a valid key")
+}
+
+/// The workload keys whose N primaries do not hold byte-equal records.
+pub fn replica_differences(nodes: &[SimNode]) -> Vec<String> {
+    let mut diverged = Vec::new();
+    for key in SET_KEYS.iter().chain(REGISTER_KEYS.iter()) {
+        let data_key = data_key(&nodes[0], key);
+        let list = nodes[0]
+            .ring()
+            .preference_list(data_key.partition, usize::from(N));
+        let copies: BTreeSet<Option<Vec<u8>>> = list
+            .primaries()
+            .iter()
+            .map(|id| {
+                let node = &nodes[id.0 as usize - 1];
+                node.store.get(&data_key).ok().flatten().map(|d| d.value)
+            })
+            .collect();
+        if copies.len() > 1 {
+            diverged.push((*key).to_string());
+        }
+    }
+    diverged
+}
+
+/// The final object of `key`, as its first primary holds it.
+fn final_object(nodes: &[SimNode], key: &str) -> Result<Option<Object>, String> {
+    let data_key = data_key(&nodes[0], key);
+    let list = nodes[0]
+        .ring()
+        .preference_list(data_key.partition, usize::from(N));
+    let first = &nodes[list.primaries()[0].0 as usize - 1];
+    match first.store.get(&data_key) {
+        Ok(Some(datum)) => codec::decode::<Object>(&datum.value)
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Checks a finished run.
+pub fn check(run: &Run, clients: usize) -> Verdict {
+    let history = &run.history;
+    let mut verdict = Verdict {
+        converged_after_ms: run.converged_after_ms,
+        diverged: replica_differences(&run.nodes),
+        most_siblings: history.most_siblings,
+        ..Verdict::default()
+    };
+    for key in SET_KEYS {
+        let acknowledged: Vec<u32> = history
+            .elements
+            .iter()
+            .filter(|(_, (k, outcome))| k == key && *outcome == AddOutcome::Acknowledged)
+            .map(|(e, _)| *e)
+            .collect();
+        verdict.acknowledged += acknowledged.len();
+        let object = match final_object(&run.nodes, key) {
+            Ok(object) => object,
+            Err(_) => {
+                verdict.never_read += acknowledged.len();
+                continue;
+            }
+        };
+        let siblings: Vec<Sibling> = object
+            .as_ref()
+            .map(|o| o.values().cloned().collect())
+            .unwrap_or_default();
+        verdict.most_siblings = verdict.most_siblings.max(siblings.len());
+        let found = union_of(&siblings);
+        for element in acknowledged {
+            if found.contains(&element) {
+                verdict.present += 1;
+            } else {
+                verdict.lost.push(element);
+            }
+        }
+        for element in &found {
+            if !history.elements.contains_key(element) {
+                verdict.phantoms.push(format!("{key}: element {element}"));
+            }
+        }
+    }
+    for key in REGISTER_KEYS {
+        if let Ok(Some(object)) = final_object(&run.nodes, key) {
+            verdict.most_siblings = verdict.most_siblings.max(object.value_count());
+            for value in object.live_values() {
+                if !history.register_values.contains(value) {
+                    verdict
+                        .phantoms
+                        .push(format!("{key}: value {}", value.escape_ascii()));
+                }
+            }
+        }
+    }
+    verdict.too_many_siblings = verdict.most_siblings > clients;
+    verdict
+}

@@ -1,0 +1,212 @@
+//! The clients of a simulation and what they observed.
+//!
+//! - Set-add (Jepsen style): a client reads a set key (R=2), merges the
+//!   siblings by union, adds a unique element and writes the set back with
+//!   the context it read (W=2, DW=2). Every element is recorded as
+//!   acknowledged, failed, or unknown (no answer).
+//! - Register: a client reads a register key and writes a new unique value
+//!   with the context it read.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use norn_clock::{Context, Sibling};
+use norn_proto::{QuorumOptions, Request, Response};
+
+/// Keys the set-add workload uses.
+pub const SET_KEYS: [&str; 3] = ["set-0", "set-1", "set-2"];
+/// Keys the register workload uses.
+pub const REGISTER_KEYS: [&str; 1] = ["register-0"];
+/// Bucket of every workload key.
+pub const BUCKET: &[u8] = b"sim";
+
+/// What became of an element a client added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddOutcome {
+    Acknowledged,
+    Failed,
+    Unknown,
+}
+
+/// Everything the clients saw.
+#[derive(Debug, Default)]
+pub struct History {
+    /// Element -> (key, outcome).
+    pub elements: BTreeMap<u32, (String, AddOutcome)>,
+    /// Every register value some client tried to write.
+    pub register_values: BTreeSet<Vec<u8>>,
+    /// The most siblings any read returned.
+    pub most_siblings: usize,
+    pub reads: u64,
+    pub failed_reads: u64,
+}
+
+/// The set encoded in a value: big-endian u32s.
+pub fn decode_set(bytes: &[u8]) -> BTreeSet<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
+}
+
+fn encode_set(set: &BTreeSet<u32>) -> Vec<u8> {
+    set.iter().flat_map(|e| e.to_be_bytes()).collect()
+}
+
+/// The union of every live sibling's set.
+pub fn union_of(siblings: &[Sibling]) -> BTreeSet<u32> {
+    siblings
+        .iter()
+        .filter_map(|s| match s {
+            Sibling::Value(bytes) => Some(decode_set(bytes)),
+            Sibling::Tombstone => None,
+        })
+        .flatten()
+        .collect()
+}
+
+#[derive(Debug)]
+enum State {
+    Idle,
+    Reading {
+        key: String,
+        register: bool,
+    },
+    /// Writing; `element` is the set element added (`None`: a register).
+    Writing {
+        element: Option<u32>,
+    },
+}
+
+/// One client.
+#[derive(Debug)]
+pub struct Client {
+    pub index: usize,
+    state: State,
+    next_id: u64,
+    /// The id of the request awaited.
+    awaiting: Option<u64>,
+    sequence: u32,
+}
+
+/// What a client sends next: a request to a node.
+#[derive(Debug)]
+pub struct Call {
+    pub id: u64,
+    pub request: Request,
+}
+
+fn options(r: u8, w: u8) -> QuorumOptions {
+    QuorumOptions {
+        n: Some(3),
+        r: Some(r),
+        w: Some(w),
+        dw: Some(w),
+        ..QuorumOptions::default()
+    }
+}
+
+impl Client {
+    pub fn new(index: usize) -> Client {
+        Client {
+            index,
+            state: State::Idle,
+            next_id: 1,
+            awaiting: None,
+            sequence: 0,
+        }
+    }
+
+    fn call(&mut self, request: Request) -> Call {
+        let id = self.next_id;
+        self.next_id += 1;
+        self.awaiting = Some(id);
+        Call { id, request }
+    }
+
+    /// Starts the next operation (the client must be idle): a read of
+    /// `key`, which is a register key when `register`.
+    pub fn start(&mut self, key: &str, register: bool) -> Call {
+        self.state = State::Reading {
+            key: key.to_string(),
+            register,
+        };
+        self.call(Request::Get {
+            bucket: BUCKET.to_vec(),
+            key: key.as_bytes().to_vec(),
+            options: options(2, 2),
+            timeout_ms: None,
+        })
+    }
+
+    pub fn is_idle(&self) -> bool {
+        matches!(self.state, State::Idle)
+    }
+
+    /// Whether `id` is the request this client waits for.
+    pub fn awaits(&self, id: u64) -> bool {
+        self.awaiting == Some(id)
+    }
+
+    /// Takes the answer to the awaited request (`None`: it timed out);
+    /// returns the next request, if the operation goes on.
+    pub fn on_response(
+        &mut self,
+        response: Option<Response>,
+        history: &mut History,
+    ) -> Option<Call> {
+        self.awaiting = None;
+        match std::mem::replace(&mut self.state, State::Idle) {
+            State::Idle => None,
+            State::Reading { key, register } => {
+                history.reads += 1;
+                let Some(Response::Value(reply)) = response else {
+                    history.failed_reads += 1;
+                    return None;
+                };
+                history.most_siblings = history.most_siblings.max(reply.siblings.len());
+                self.sequence += 1;
+                let (value, element) = if register {
+                    let value = format!("c{}-{}", self.index, self.sequence).into_bytes();
+                    history.register_values.insert(value.clone());
+                    (value, None)
+                } else {
+                    let element = self.index as u32 * 1_000_000 + self.sequence;
+                    let mut set = union_of(&reply.siblings);
+                    set.insert(element);
+                    history
+                        .elements
+                        .insert(element, (key.clone(), AddOutcome::Unknown));
+                    (encode_set(&set), Some(element))
+                };
+                let call = self.write(&key, value, reply.context);
+                self.state = State::Writing { element };
+                Some(call)
+            }
+            State::Writing { element, .. } => {
+                if let Some(element) = element {
+                    let outcome = match response {
+                        Some(Response::Written(_)) => AddOutcome::Acknowledged,
+                        Some(_) => AddOutcome::Failed,
+                        None => AddOutcome::Unknown,
+                    };
+                    if let Some(entry) = history.elements.get_mut(&element) {
+                        entry.1 = outcome;
+                    }
+                }
+                None
+            }
+        }
+    }
+
+    fn write(&mut self, key: &str, value: Vec<u8>, context: Context) -> Call {
+        self.call(Request::Put {
+            bucket: BUCKET.to_vec(),
+            key: key.as_bytes().to_vec(),
+            value: Some(value),
+            context: Some(context),
+            options: options(2, 2),
+            timeout_ms: None,
+            forwarded: false,
+        })
+    }
+}

@@ -1,0 +1,526 @@
+//! The simulated world: a virtual clock, an event queue, the in-memory
+//! network and the faults, all driven by one seeded random generator, so a
+//! seed replays its run exactly.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use norn_proto::Response;
+use norn_ring::{NodeId, Ring, RingMember};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::node::{Addr, Body, Envelope, NodeTiming, Out, SimNode, Timer};
+use crate::workload::{Client, History, REGISTER_KEYS, SET_KEYS};
+
+/// The shape of a run.
+#[derive(Debug, Clone, Copy)]
+pub struct SimOptions {
+    pub nodes: usize,
+    pub clients: usize,
+    /// Virtual time with faults and client traffic.
+    pub fault_ms: u64,
+    /// Virtual time after healing before the first convergence check.
+    pub settle_ms: u64,
+    /// The most virtual time spent waiting for convergence after healing.
+    pub converge_max_ms: u64,
+}
+
+impl Default for SimOptions {
+    fn default() -> Self {
+        SimOptions {
+            nodes: 5,
+            clients: 4,
+            fault_ms: 4_000,
+            settle_ms: 3_000,
+            converge_max_ms: 60_000,
+        }
+    }
+}
+
+/// A fault the schedule applies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fault {
+    /// Nodes in `side` cannot reach the others, or be reached by them.
+    Partition {
+        side: BTreeSet<usize>,
+    },
+    /// `from` can no longer reach `to`; the other way still works.
+    OneWay {
+        from: usize,
+        to: usize,
+    },
+    /// Two sides that reach each other only through `bridge`.
+    Bridge {
+        side: BTreeSet<usize>,
+        bridge: usize,
+    },
+    /// Every link works again.
+    Heal,
+    /// Message loss, duplication and delay change.
+    Weather {
+        drop_percent: u32,
+        duplicate_percent: u32,
+        max_delay_ms: u64,
+    },
+    /// A node crashes; with `power_cut`, it loses unsynced writes.
+    Crash {
+        node: usize,
+        power_cut: bool,
+    },
+    /// A node loses its data directory (and restarts later).
+    Wipe {
+        node: usize,
+    },
+    Restart {
+        node: usize,
+    },
+}
+
+#[derive(Debug)]
+enum Event {
+    Deliver(Envelope),
+    NodeTimer(usize, Timer),
+    ClientStep(usize),
+    ClientTimeout(usize, u64),
+    Fault(Fault),
+    StopFaults,
+}
+
+/// The network's state.
+#[derive(Debug, Default)]
+struct Network {
+    /// Links (from node, to node) that drop everything.
+    cut: BTreeSet<(usize, usize)>,
+    drop_percent: u32,
+    duplicate_percent: u32,
+    max_delay_ms: u64,
+}
+
+/// What a run produced, for the checker.
+#[derive(Debug)]
+pub struct Run {
+    pub seed: u64,
+    pub nodes: Vec<SimNode>,
+    pub history: History,
+    pub faults: Vec<(u64, Fault)>,
+    /// Virtual time from healing to convergence; `None` if it never came.
+    pub converged_after_ms: Option<u64>,
+    /// Digest of every delivered message and fired timer, in order.
+    pub trace: u64,
+    pub messages: u64,
+}
+
+/// The simulation of one seed.
+#[derive(Debug)]
+pub struct World {
+    seed: u64,
+    options: SimOptions,
+    now: u64,
+    queue: BinaryHeap<Reverse<(u64, u64)>>,
+    events: BTreeMap<u64, Event>,
+    next_event: u64,
+    rng: SmallRng,
+    network: Network,
+    nodes: Vec<SimNode>,
+    clients: Vec<Client>,
+    history: History,
+    faults: Vec<(u64, Fault)>,
+    faulting: bool,
+    wiped: bool,
+    trace: std::collections::hash_map::DefaultHasher,
+    messages: u64,
+}
+
+const CLIENT_TIMEOUT_MS: u64 = 1_500;
+
+impl World {
+    pub fn new(seed: u64, options: SimOptions) -> World {
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let members = (0..options.nodes).map(|i| {
+            (
+                NodeId(i as u64 + 1),
+                RingMember {
+                    zone: format!("zone-{}", i % 3),
+                    weight: 1,
+                },
+            )
+        });
+        let ring = Arc::new(Ring::new(6, members).expect("ring"));
+        let timing = NodeTiming {
+            request_timeout_ms: 400,
+            coordination_timeout_ms: 1_000,
+            handoff_interval_ms: 200,
+            anti_entropy_interval_ms: 100,
+        };
+        let nodes = (0..options.nodes)
+            .map(|i| SimNode::new(i, ring.clone(), options.nodes, timing, &mut rng))
+            .collect();
+        let mut world = World {
+            seed,
+            options,
+            now: 0,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            next_event: 0,
+            rng,
+            network: Network {
+                max_delay_ms: 5,
+                ..Network::default()
+            },
+            nodes,
+            clients: (0..options.clients).map(Client::new).collect(),
+            history: History::default(),
+            faults: Vec::new(),
+            faulting: true,
+            wiped: false,
+            trace: std::collections::hash_map::DefaultHasher::new(),
+            messages: 0,
+        };
+        for node in 0..options.nodes {
+            for (timer, every) in [
+                (Timer::Gossip, 500),
+                (Timer::Handoff, 200),
+                (Timer::AntiEntropy, 100),
+            ] {
+                let first = world.rng.gen_range(0..every);
+                world.schedule(first, Event::NodeTimer(node, timer));
+            }
+        }
+        for client in 0..options.clients {
+            // Let gossip see everyone up before the first request.
+            let first = 1_500 + world.rng.gen_range(0..50);
+            world.schedule(first, Event::ClientStep(client));
+        }
+        world.schedule_faults();
+        world.schedule(1_500 + options.fault_ms, Event::StopFaults);
+        world
+    }
+
+    fn schedule(&mut self, delay_ms: u64, event: Event) {
+        let id = self.next_event;
+        self.next_event += 1;
+        self.events.insert(id, event);
+        self.queue.push(Reverse((self.now + delay_ms, id)));
+    }
+
+    /// Draws the fault schedule from the seed: one change every 150-600 ms
+    /// of the fault window; at most one wipe per run, and at most two nodes
+    /// down at once, so every acknowledged write (W=2, synced) keeps a copy.
+    fn schedule_faults(&mut self) {
+        let n = self.options.nodes;
+        let mut at = 1_500;
+        let end = 1_500 + self.options.fault_ms;
+        let mut down: BTreeSet<usize> = BTreeSet::new();
+        let mut wiped = false;
+        loop {
+            at += self.rng.gen_range(150..600);
+            if at >= end {
+                break;
+            }
+            let fault = match self.rng.gen_range(0..10) {
+                0 | 1 => {
+                    let side: BTreeSet<usize> = (0..n).filter(|_| self.rng.gen_bool(0.5)).collect();
+                    Fault::Partition { side }
+                }
+                2 => {
+                    let from = self.rng.gen_range(0..n);
+                    let to = (from + self.rng.gen_range(1..n)) % n;
+                    Fault::OneWay { from, to }
+                }
+                3 => {
+                    let bridge = self.rng.gen_range(0..n);
+                    let side = (0..n)
+                        .filter(|&i| i != bridge && self.rng.gen_bool(0.5))
+                        .collect();
+                    Fault::Bridge { side, bridge }
+                }
+                4 | 5 => Fault::Heal,
+                6 => Fault::Weather {
+                    drop_percent: self.rng.gen_range(0..20),
+                    duplicate_percent: self.rng.gen_range(0..10),
+                    max_delay_ms: self.rng.gen_range(1..80),
+                },
+                7 | 8 if down.len() < 2 => {
+                    let node = self.rng.gen_range(0..n);
+                    if down.contains(&node) {
+                        down.remove(&node);
+                        Fault::Restart { node }
+                    } else {
+                        down.insert(node);
+                        if !wiped && self.rng.gen_bool(0.2) {
+                            wiped = true;
+                            Fault::Wipe { node }
+                        } else {
+                            Fault::Crash {
+                                node,
+                                power_cut: self.rng.gen_bool(0.5),
+                            }
+                        }
+                    }
+                }
+                _ => match down.iter().next().copied() {
+                    Some(node) => {
+                        down.remove(&node);
+                        Fault::Restart { node }
+                    }
+                    None => Fault::Heal,
+                },
+            };
+            let delay = at - self.now;
+            self.schedule(delay, Event::Fault(fault));
+        }
+    }
+
+    fn record(&mut self, what: impl Hash) {
+        self.now.hash(&mut self.trace);
+        what.hash(&mut self.trace);
+    }
+
+    fn addr_index(addr: Addr) -> Option<usize> {
+        match addr {
+            Addr::Node(i) => Some(i),
+            Addr::Client(_) => None,
+        }
+    }
+
+    /// Puts a message on the wire: cut links and loss drop it, duplication
+    /// sends it twice, each copy with its own delay (so messages reorder).
+    fn send(&mut self, envelope: Envelope) {
+        if let (Some(from), Some(to)) = (
+            Self::addr_index(envelope.from),
+            Self::addr_index(envelope.to),
+        ) {
+            if self.network.cut.contains(&(from, to)) {
+                return;
+            }
+        }
+        if self.rng.gen_range(0..100) < self.network.drop_percent {
+            return;
+        }
+        let copies = if self.rng.gen_range(0..100) < self.network.duplicate_percent {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let delay = self.rng.gen_range(1..=self.network.max_delay_ms.max(1));
+            self.schedule(delay, Event::Deliver(envelope.clone()));
+        }
+    }
+
+    fn apply_out(&mut self, node: usize, out: Out) {
+        for envelope in out.messages {
+            self.send(envelope);
+        }
+        for (delay, timer) in out.timers {
+            self.schedule(delay, Event::NodeTimer(node, timer));
+        }
+    }
+
+    fn apply_fault(&mut self, fault: &Fault) {
+        let n = self.options.nodes;
+        match fault {
+            Fault::Partition { side } => {
+                self.network.cut.clear();
+                for a in 0..n {
+                    for b in 0..n {
+                        if side.contains(&a) != side.contains(&b) {
+                            self.network.cut.insert((a, b));
+                        }
+                    }
+                }
+            }
+            Fault::OneWay { from, to } => {
+                self.network.cut.insert((*from, *to));
+            }
+            Fault::Bridge { side, bridge } => {
+                self.network.cut.clear();
+                for a in 0..n {
+                    for b in 0..n {
+                        let crosses = side.contains(&a) != side.contains(&b);
+                        if crosses && a != *bridge && b != *bridge {
+                            self.network.cut.insert((a, b));
+                        }
+                    }
+                }
+            }
+            Fault::Heal => self.network.cut.clear(),
+            Fault::Weather {
+                drop_percent,
+                duplicate_percent,
+                max_delay_ms,
+            } => {
+                self.network.drop_percent = *drop_percent;
+                self.network.duplicate_percent = *duplicate_percent;
+                self.network.max_delay_ms = *max_delay_ms;
+            }
+            Fault::Crash { node, power_cut } => self.nodes[*node].crash(*power_cut),
+            Fault::Wipe { node } => {
+                self.wiped = true;
+                self.nodes[*node].wipe(&mut self.rng);
+            }
+            Fault::Restart { node } => {
+                if !self.nodes[*node].up {
+                    self.nodes[*node].restart(n, &mut self.rng);
+                }
+            }
+        }
+    }
+
+    /// Ends the faults: every link heals, the weather clears, every node
+    /// that is down restarts, and clients stop.
+    fn stop_faults(&mut self) {
+        self.faulting = false;
+        self.network = Network {
+            max_delay_ms: 5,
+            ..Network::default()
+        };
+        for node in 0..self.options.nodes {
+            if !self.nodes[node].up {
+                self.nodes[node].restart(self.options.nodes, &mut self.rng);
+            }
+        }
+    }
+
+    fn step(&mut self) -> bool {
+        let Some(Reverse((at, id))) = self.queue.pop() else {
+            return false;
+        };
+        self.now = at;
+        let Some(event) = self.events.remove(&id) else {
+            return true;
+        };
+        match event {
+            Event::Deliver(envelope) => {
+                self.messages += 1;
+                let kind = match &envelope.body {
+                    Body::Request(request) => (0, discriminant_hash(request)),
+                    Body::Response(response) => (1, discriminant_hash(response)),
+                };
+                self.record((envelope.from, envelope.to, envelope.id, kind));
+                match envelope.to {
+                    Addr::Node(node) => {
+                        let mut out = Out::default();
+                        let now = self.now;
+                        self.nodes[node].on_message(now, envelope, &mut self.rng, &mut out);
+                        self.apply_out(node, out);
+                    }
+                    Addr::Client(client) => {
+                        if let Body::Response(response) = envelope.body {
+                            self.client_response(client, envelope.id, Some(response));
+                        }
+                    }
+                }
+            }
+            Event::NodeTimer(node, timer) => {
+                self.record(("timer", node, timer));
+                let mut out = Out::default();
+                let now = self.now;
+                self.nodes[node].on_timer(now, timer, &mut self.rng, &mut out);
+                self.apply_out(node, out);
+            }
+            Event::ClientStep(client) => self.client_step(client),
+            Event::ClientTimeout(client, id) => self.client_response(client, id, None),
+            Event::Fault(fault) => {
+                self.record(format!("{fault:?}"));
+                self.apply_fault(&fault);
+                self.faults.push((self.now, fault));
+            }
+            Event::StopFaults => {
+                self.record("stop");
+                self.stop_faults();
+            }
+        }
+        true
+    }
+
+    fn client_step(&mut self, client: usize) {
+        if !self.faulting || !self.clients[client].is_idle() {
+            return;
+        }
+        let register = self.rng.gen_bool(0.2);
+        let key = if register {
+            REGISTER_KEYS[self.rng.gen_range(0..REGISTER_KEYS.len())]
+        } else {
+            SET_KEYS[self.rng.gen_range(0..SET_KEYS.len())]
+        };
+        let call = self.clients[client].start(key, register);
+        self.client_send(client, call);
+    }
+
+    fn client_send(&mut self, client: usize, call: crate::workload::Call) {
+        let node = self.rng.gen_range(0..self.options.nodes);
+        self.schedule(CLIENT_TIMEOUT_MS, Event::ClientTimeout(client, call.id));
+        self.send(Envelope {
+            from: Addr::Client(client),
+            to: Addr::Node(node),
+            id: call.id,
+            body: Body::Request(call.request),
+        });
+    }
+
+    fn client_response(&mut self, client: usize, id: u64, response: Option<Response>) {
+        if !self.clients[client].awaits(id) {
+            return;
+        }
+        match self.clients[client].on_response(response, &mut self.history) {
+            Some(call) => self.client_send(client, call),
+            None => {
+                let think = self.rng.gen_range(1..30);
+                self.schedule(think, Event::ClientStep(client));
+            }
+        }
+    }
+
+    /// Whether every key's primaries hold byte-equal copies and no hint is
+    /// pending anywhere.
+    fn converged(&self) -> bool {
+        if self.nodes.iter().any(|n| n.hints_pending() > 0) {
+            return false;
+        }
+        crate::checker::replica_differences(&self.nodes).is_empty()
+    }
+
+    /// Runs the fault window, heals, and waits for convergence.
+    pub fn run(mut self) -> Run {
+        let heal_at = 1_500 + self.options.fault_ms;
+        while self.now < heal_at + self.options.settle_ms {
+            if !self.step() {
+                break;
+            }
+        }
+        let mut converged_after_ms = None;
+        let deadline = heal_at + self.options.converge_max_ms;
+        while self.now < deadline {
+            if self.converged() {
+                converged_after_ms = Some(self.now - heal_at);
+                break;
+            }
+            let check_at = self.now + 250;
+            while self.now < check_at {
+                if !self.step() {
+                    break;
+                }
+            }
+        }
+        Run {
+            seed: self.seed,
+            nodes: self.nodes,
+            history: self.history,
+            faults: self.faults,
+            converged_after_ms,
+            trace: self.trace.finish(),
+            messages: self.messages,
+        }
+    }
+}
+
+/// A message's variant, for the trace.
+fn discriminant_hash<T>(value: &T) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    std::mem::discriminant(value).hash(&mut hasher);
+    hasher.finish()
+}
