@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building norn needs and a fresh machine may lack: clang and
-# libclang (the rocksdb crate builds RocksDB from source and runs bindgen).
+# libclang (the rocksdb crate builds RocksDB from source and runs bindgen),
+# and iproute2 and nftables for the network-namespace fault tests.
 # Idempotent; installs only what is missing. Needs root to install.
 set -euo pipefail
 
@@ -11,16 +12,18 @@ command -v clang >/dev/null 2>&1 || missing+=(clang)
 if ! dpkg -s libclang-dev >/dev/null 2>&1 && ! ls /usr/lib/llvm-*/lib/libclang.so >/dev/null 2>&1; then
   missing+=(libclang-dev)
 fi
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v cargo >/dev/null 2>&1 || { echo "cargo is not installed: install Rust (rustup) first" >&2; exit 1; }
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 if [ "$(id -u)" -ne 0 ]; then
-  echo "missing: ${missing[*]}; run as root, or: sudo apt-get install -y clang libclang-dev" >&2
+  echo "missing: ${missing[*]}; run as root, or: sudo apt-get install -y ${missing[*]}" >&2
   exit 1
 fi
-echo "installing ${missing[*]} (needed to build RocksDB)"
+echo "installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq clang libclang-dev >/dev/null
+apt-get install -y -qq "${missing[@]}" >/dev/null

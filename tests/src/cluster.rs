@@ -625,7 +625,7 @@ impl Drop for TestCluster {
     }
 }
 
-fn write_pair(dir: &Path, name: &str, issued: &Issued) -> TlsFiles {
+pub(crate) fn write_pair(dir: &Path, name: &str, issued: &Issued) -> TlsFiles {
     let files = TlsFiles {
         ca_cert: dir.join("ca.pem"),
         cert: dir.join(format!("{name}.pem")),

@@ -4,4 +4,9 @@
 //!   loopback with their own CA, free ports and data directories, stopped by
 //!   pid when the test ends, however it ends.
 
+//! - [`netns`]: [`netns::FaultCluster`], nodes in network namespaces on a
+//!   bridge with nftables faults and kill -9, driven by the set-add
+//!   workload; needs root.
+
 pub mod cluster;
+pub mod netns;
