@@ -325,8 +325,10 @@ impl Membership {
     fn merge_member(&mut self, now_ms: u64, member: Member, effects: &mut Vec<Effect>) {
         if member.id == self.me.id {
             // Someone remembers a later life of this node (its data was lost
-            // and it restarted with an old incarnation): move past it.
-            if member.incarnation >= self.me.incarnation && member.heartbeat > self.me.heartbeat {
+            // and it restarted with an old incarnation): move past it. Any
+            // record that is newer than this node's own counts, whatever its
+            // heartbeat: a life that ended early has a small one.
+            if member.newer_than(&self.me) {
                 self.me.incarnation = member.incarnation + 1;
                 self.me.heartbeat = 0;
             }

@@ -285,6 +285,40 @@ fn a_restarted_peer_is_up_again_within_5_s() {
     }
 }
 
+/// A node that lost its data restarts with incarnation 1 while its peers
+/// remember a later, short life (a small heartbeat): it must move past the
+/// incarnation they remember, or they would ignore it forever.
+#[test]
+fn a_wiped_peer_moves_past_a_short_later_life_and_is_up_again() {
+    let mut cluster = Cluster::new(3, 0.0, seed());
+    cluster.run_for(5_000);
+    cluster.stop(3);
+    cluster.start(3, 2);
+    cluster.run_for(600);
+    cluster.stop(3);
+    cluster.run_for(15_000);
+    // Its heartbeat passes the remembered one before it hears from anyone.
+    cluster.start(3, 1);
+    cluster.loss = 1.0;
+    cluster.run_for(3_000);
+    cluster.loss = 0.0;
+    cluster.run_for(5_000);
+    for (id, node) in cluster.running() {
+        assert!(
+            !node.down.contains(&NodeId(3)),
+            "node {id} still sees node 3 down (seed {})",
+            cluster.seed
+        );
+        assert!(
+            node.membership
+                .member(NodeId(3))
+                .expect("known")
+                .incarnation
+                > 2
+        );
+    }
+}
+
 #[test]
 fn a_committed_ring_reaches_every_node_and_concurrent_commits_agree() {
     let mut cluster = Cluster::new(5, 0.1, seed());
