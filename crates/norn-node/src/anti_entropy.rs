@@ -174,6 +174,7 @@ impl Node {
                 .copied()
                 .filter(|&p| p != self.id())
                 .collect();
+            let mut settled = false;
             for _round in 0..ROUNDS_MAX {
                 let mut repaired_any = false;
                 let mut round_complete = true;
@@ -194,12 +195,14 @@ impl Node {
                         }
                     }
                 }
-                let settled = peers.len() < 2 || !repaired_any;
+                settled = round_complete && (peers.len() < 2 || !repaired_any);
                 if !round_complete || settled {
-                    outcome.verified &= round_complete;
                     break;
                 }
             }
+            // Still repairing after the last round (writes keep coming, or
+            // an exchange failed): not verified this time.
+            outcome.verified &= settled;
         }
         if outcome.verified {
             self.anti_entropy

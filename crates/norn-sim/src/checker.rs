@@ -1,7 +1,9 @@
 //! The history checker: after healing, hint delivery and anti-entropy,
 //! every acknowledged element must be present; nothing may appear that no
-//! client wrote; the replicas of each key must be byte-equal; and no read
-//! may have seen more siblings than there are clients.
+//! client wrote; the replicas of each key must be byte-equal; and no key
+//! may hold more siblings than there were concurrent writers of it: the
+//! clients, plus each write that may stand beside another of the same
+//! client ([`History::extra_writers`](crate::workload::History)).
 
 use std::collections::BTreeSet;
 
@@ -26,7 +28,9 @@ pub struct Verdict {
     pub phantoms: Vec<String>,
     /// Keys whose primaries hold different bytes.
     pub diverged: Vec<String>,
+    /// The most siblings seen on any key, read or stored.
     pub most_siblings: usize,
+    /// A key held more siblings than its concurrent writers.
     pub too_many_siblings: bool,
     pub converged_after_ms: Option<u64>,
 }
@@ -96,9 +100,16 @@ pub fn check(run: &Run, clients: usize) -> Verdict {
     let mut verdict = Verdict {
         converged_after_ms: run.converged_after_ms,
         diverged: replica_differences(&run.nodes),
-        most_siblings: history.most_siblings,
         ..Verdict::default()
     };
+    let mut note_siblings = |key: &str, count: usize| {
+        let writers = clients + history.extra_writers.get(key).copied().unwrap_or(0);
+        verdict.most_siblings = verdict.most_siblings.max(count);
+        verdict.too_many_siblings |= count > writers;
+    };
+    for (key, count) in &history.most_siblings {
+        note_siblings(key, *count);
+    }
     for key in SET_KEYS {
         let acknowledged: Vec<u32> = history
             .elements
@@ -118,7 +129,7 @@ pub fn check(run: &Run, clients: usize) -> Verdict {
             .as_ref()
             .map(|o| o.values().cloned().collect())
             .unwrap_or_default();
-        verdict.most_siblings = verdict.most_siblings.max(siblings.len());
+        note_siblings(key, siblings.len());
         let found = union_of(&siblings);
         for element in acknowledged {
             if found.contains(&element) {
@@ -135,7 +146,7 @@ pub fn check(run: &Run, clients: usize) -> Verdict {
     }
     for key in REGISTER_KEYS {
         if let Ok(Some(object)) = final_object(&run.nodes, key) {
-            verdict.most_siblings = verdict.most_siblings.max(object.value_count());
+            note_siblings(key, object.value_count());
             for value in object.live_values() {
                 if !history.register_values.contains(value) {
                     verdict
@@ -145,6 +156,5 @@ pub fn check(run: &Run, clients: usize) -> Verdict {
             }
         }
     }
-    verdict.too_many_siblings = verdict.most_siblings > clients;
     verdict
 }

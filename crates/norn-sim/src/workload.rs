@@ -34,8 +34,13 @@ pub struct History {
     pub elements: BTreeMap<u32, (String, AddOutcome)>,
     /// Every register value some client tried to write.
     pub register_values: BTreeSet<Vec<u8>>,
-    /// The most siblings any read returned.
-    pub most_siblings: usize,
+    /// The most siblings any read of each key returned.
+    pub most_siblings: BTreeMap<String, usize>,
+    /// Writes of each key that may stand as siblings beside another write
+    /// of the same client: unacknowledged writes (they may linger on the
+    /// replicas they reached), and writes made from a read that missed the
+    /// client's own previous write (a sloppy quorum's read may).
+    pub extra_writers: BTreeMap<String, usize>,
     pub reads: u64,
     pub failed_reads: u64,
 }
@@ -71,8 +76,10 @@ enum State {
         key: String,
         register: bool,
     },
-    /// Writing; `element` is the set element added (`None`: a register).
+    /// Writing `key`; `element` is the set element added (`None`: a
+    /// register).
     Writing {
+        key: String,
         element: Option<u32>,
     },
 }
@@ -86,6 +93,9 @@ pub struct Client {
     /// The id of the request awaited.
     awaiting: Option<u64>,
     sequence: u32,
+    /// The context each key had after this client's last acknowledged
+    /// write of it.
+    last_written: BTreeMap<String, Context>,
 }
 
 /// What a client sends next: a request to a node.
@@ -113,6 +123,7 @@ impl Client {
             next_id: 1,
             awaiting: None,
             sequence: 0,
+            last_written: BTreeMap::new(),
         }
     }
 
@@ -163,7 +174,15 @@ impl Client {
                     history.failed_reads += 1;
                     return None;
                 };
-                history.most_siblings = history.most_siblings.max(reply.siblings.len());
+                let missed_own_write = self
+                    .last_written
+                    .get(&key)
+                    .is_some_and(|mine| !reply.context.descends(mine));
+                if missed_own_write {
+                    *history.extra_writers.entry(key.clone()).or_default() += 1;
+                }
+                let most = history.most_siblings.entry(key.clone()).or_default();
+                *most = (*most).max(reply.siblings.len());
                 self.sequence += 1;
                 let (value, element) = if register {
                     let value = format!("c{}-{}", self.index, self.sequence).into_bytes();
@@ -179,10 +198,16 @@ impl Client {
                     (encode_set(&set), Some(element))
                 };
                 let call = self.write(&key, value, reply.context);
-                self.state = State::Writing { element };
+                self.state = State::Writing { key, element };
                 Some(call)
             }
-            State::Writing { element, .. } => {
+            State::Writing { key, element } => {
+                match &response {
+                    Some(Response::Written(reply)) => {
+                        self.last_written.insert(key, reply.context.clone());
+                    }
+                    _ => *history.extra_writers.entry(key).or_default() += 1,
+                }
                 if let Some(element) = element {
                     let outcome = match response {
                         Some(Response::Written(_)) => AddOutcome::Acknowledged,

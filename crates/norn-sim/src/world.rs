@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
-use norn_proto::Response;
+use norn_proto::{Request, Response};
 use norn_ring::{NodeId, Ring, RingMember};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -305,6 +305,12 @@ impl World {
         } else {
             1
         };
+        if let (2, Body::Request(Request::Put { key, .. })) = (copies, &envelope.body) {
+            // A write delivered twice is a write made twice (as a retry
+            // would be): its second dot may stand as one more sibling.
+            let key = String::from_utf8_lossy(key).into_owned();
+            *self.history.extra_writers.entry(key).or_default() += 1;
+        }
         for _ in 0..copies {
             let delay = self.rng.gen_range(1..=self.network.max_delay_ms.max(1));
             self.schedule(delay, Event::Deliver(envelope.clone()));

@@ -45,8 +45,8 @@ fn main() -> ExitCode {
                 println!("  {at:>6} ms  {fault:?}");
             }
             println!(
-                "seed {seed}: {} messages, trace {:016x}, {verdict:?}",
-                run.messages, run.trace
+                "seed {seed}: {} messages, trace {:016x}, most siblings read {:?}, extra writers {:?}, {verdict:?}",
+                run.messages, run.trace, run.history.most_siblings, run.history.extra_writers
             );
         }
         if !verdict.passed() {
