@@ -18,16 +18,18 @@ use norn_proto::{MemberInfo, Request, Response};
 use norn_ring::{NodeId, Ring};
 
 /// Where the binaries under test are: `$NORN_BIN_DIR`, else the cargo target
-/// directory this test binary runs from (`make test` builds them first).
+/// directory this test binary (in `target/<profile>/deps`) or tool binary
+/// (in `target/<profile>`) runs from. `make test` builds them first.
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("NORN_BIN_DIR") {
         return PathBuf::from(dir);
     }
-    let exe = std::env::current_exe().expect("test binary path");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps")
-        .to_path_buf()
+    let exe = std::env::current_exe().expect("binary path");
+    let dir = exe.parent().expect("target/<profile>");
+    match dir.file_name() {
+        Some(name) if name == "deps" => dir.parent().expect("target/<profile>").to_path_buf(),
+        _ => dir.to_path_buf(),
+    }
 }
 
 /// One node of a test cluster.

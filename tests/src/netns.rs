@@ -89,6 +89,14 @@ impl FaultCluster {
     /// (hosts 1..=nodes) and a client host (0), and starts and forms the
     /// cluster.
     pub fn start(nodes: usize) -> Result<FaultCluster, String> {
+        for binary in ["nornd", "norn", "norn-setadd"] {
+            if !bin_dir().join(binary).exists() {
+                return Err(format!(
+                    "{} is missing: run `cargo build --workspace --bins` first",
+                    bin_dir().join(binary).display()
+                ));
+            }
+        }
         let prefix = format!("nf{}", std::process::id() % 100_000);
         let mut cluster = FaultCluster {
             prefix,
