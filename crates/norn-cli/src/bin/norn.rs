@@ -233,7 +233,27 @@ async fn open(
     Session::open(&config, node.as_deref(), timeout).await
 }
 
+/// Ends the process quietly when stdout is a closed pipe (`norn ... | head`):
+/// `println!` panics on EPIPE, and a reader that stopped reading is not an
+/// error worth a backtrace.
+fn exit_quietly_on_closed_stdout() {
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if message.contains("failed printing to stdout") && message.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        default_hook(info);
+    }));
+}
+
 fn main() {
+    exit_quietly_on_closed_stdout();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build();
