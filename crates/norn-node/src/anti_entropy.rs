@@ -179,6 +179,12 @@ impl Node {
                 let mut repaired_any = false;
                 let mut round_complete = true;
                 for &peer in &peers {
+                    if !self.membership().is_up(peer) {
+                        tracing::debug!(peer = %peer, partition = %partition, n, "exchange skipped: peer down");
+                        outcome.failed += 1;
+                        round_complete = false;
+                        continue;
+                    }
                     match self.exchange(ring, peer, partition, n, throttle).await {
                         Ok((report, bytes)) => {
                             outcome.bytes += bytes;
@@ -227,9 +233,6 @@ impl Node {
         n: u8,
         throttle: &mut Throttle,
     ) -> Result<(ExchangeReport, u64), String> {
-        if !self.membership().is_up(peer) {
-            return Err("peer is down".into());
-        }
         let timeout = Duration::from_millis(self.config.limits.peer_request_timeout_ms);
         let max_keys = self.config.anti_entropy.max_keys_per_exchange as usize;
         let (mut exchange, mut request) =
