@@ -9,7 +9,6 @@ use std::time::Duration;
 use norn_clock::{Context, Object, Sibling};
 use norn_proto::{ErrorCode, GetReply, PutReply, QuorumOptions, Request, Response};
 use norn_ring::{NodeId, Partition, PreferenceList, Ring};
-use norn_storage::storage::NewHint;
 use norn_storage::{DataKey, Durability};
 use tokio::sync::mpsc;
 use tracing::Instrument;
@@ -95,25 +94,6 @@ impl Node {
         crate::replica::read_object(&*self.storage, key)
     }
 
-    /// Merges `incoming` into this node's copy (DVV sync) in one storage
-    /// update, queuing `hint` with it. Returns whether it was fsynced.
-    pub(crate) fn local_merge(
-        &self,
-        key: &DataKey,
-        n: u8,
-        incoming: &Object,
-        sync: bool,
-        hint: Option<NewHint>,
-    ) -> Result<bool, String> {
-        let durability = if sync {
-            Durability::Synced
-        } else {
-            Durability::Buffered
-        };
-        crate::replica::merge_object(&*self.storage, key, n, incoming, durability, hint)?;
-        Ok(sync || self.config.storage.sync_every_write)
-    }
-
     /// The coordinator's own write (see [`replica::coordinate_write`]).
     fn local_update(
         &self,
@@ -123,11 +103,6 @@ impl Node {
         sibling: Sibling,
         sync: bool,
     ) -> Result<Object, LocalWriteError> {
-        let durability = if sync {
-            Durability::Synced
-        } else {
-            Durability::Buffered
-        };
         replica::coordinate_write(
             &*self.storage,
             key,
@@ -136,7 +111,7 @@ impl Node {
             self.identity.actor,
             sibling,
             self.config.data.siblings_max as usize,
-            durability,
+            Durability::synced_if(sync),
         )
     }
 
@@ -356,16 +331,10 @@ impl Node {
         let Some(merged) = tally.merged() else { return };
         for stale in tally.stale_replicas(&merged) {
             let repaired = if stale == self.id() {
-                self.local_merge(key, n, &merged, false, None).is_ok()
+                replica::merge_object(&*self.storage, key, n, &merged, Durability::Buffered, None)
+                    .is_ok()
             } else {
-                let request = Request::ReplicaPut {
-                    bucket: key.bucket.clone(),
-                    key: key.key.clone(),
-                    n,
-                    object: merged.clone(),
-                    hint_for: None,
-                    sync: false,
-                };
+                let request = replica::put_request(key, n, &merged, None, false);
                 matches!(
                     self.call_node(stale, &request, timeout).await,
                     Some(Response::Stored { .. })
@@ -530,14 +499,7 @@ impl Node {
         timeout: Duration,
         tx: mpsc::Sender<(NodeId, Option<bool>)>,
     ) {
-        let request = Request::ReplicaPut {
-            bucket: key.bucket.clone(),
-            key: key.key.clone(),
-            n: quorum.n,
-            object: object.clone(),
-            hint_for: target.hint_for,
-            sync: quorum.dw > 0,
-        };
+        let request = replica::put_request(key, quorum.n, object, target.hint_for, quorum.dw > 0);
         let node = self.clone();
         tokio::spawn(
             async move {
@@ -561,14 +523,7 @@ impl Node {
         object: &Object,
         timeout: Duration,
     ) {
-        let request = Request::ReplicaPut {
-            bucket: key.bucket.clone(),
-            key: key.key.clone(),
-            n,
-            object: object.clone(),
-            hint_for: None,
-            sync: false,
-        };
+        let request = replica::put_request(key, n, object, None, false);
         let node = self.clone();
         tokio::spawn(
             async move {
@@ -597,15 +552,18 @@ impl Node {
             Ok(key) => key,
             Err(response) => return response,
         };
-        let hint = match hint_for
-            .map(|target| replica::hint(target, bucket, key, n))
-            .transpose()
-        {
-            Ok(hint) => hint,
-            Err(e) => return error(ErrorCode::Storage, e),
-        };
-        match self.local_merge(&data_key, n, object, sync, hint) {
-            Ok(synced) => Response::Stored { synced },
+        let durability = Durability::synced_if(sync);
+        match replica::store_replica_write(
+            &*self.storage,
+            &data_key,
+            n,
+            object,
+            hint_for,
+            durability,
+        ) {
+            Ok(_) => Response::Stored {
+                synced: sync || self.config.storage.sync_every_write,
+            },
             Err(reason) => error(ErrorCode::Storage, reason),
         }
     }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use norn_proto::{codec, Request, Response};
+use norn_proto::{codec, Response};
 use norn_ring::NodeId;
 use norn_storage::{Change, Durability, Storage};
 
@@ -88,14 +88,7 @@ impl Node {
                 return false;
             }
         };
-        let request = Request::ReplicaPut {
-            bucket: hint.bucket.clone(),
-            key: hint.key.clone(),
-            n: hint.n,
-            object: object.clone(),
-            hint_for: None,
-            sync: false,
-        };
+        let request = crate::replica::put_request(&key, hint.n, &object, None, false);
         if !matches!(
             self.call_node(target, &request, timeout).await,
             Some(Response::Stored { .. })

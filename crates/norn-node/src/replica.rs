@@ -24,7 +24,7 @@ pub struct HintPayload {
 }
 
 /// The hint a fallback stores with a write it takes for `target`.
-pub fn hint(target: NodeId, bucket: &[u8], key: &[u8], n: u8) -> Result<NewHint, String> {
+fn hint(target: NodeId, bucket: &[u8], key: &[u8], n: u8) -> Result<NewHint, String> {
     let payload = codec::encode(&HintPayload {
         bucket: bucket.to_vec(),
         key: key.to_vec(),
@@ -32,6 +32,42 @@ pub fn hint(target: NodeId, bucket: &[u8], key: &[u8], n: u8) -> Result<NewHint,
     })
     .map_err(|e| e.to_string())?;
     Ok(NewHint { target, payload })
+}
+
+/// The request that merges `object` into a replica's copy of `key`, with
+/// a hint for `hint_for` when the replica stands in for that primary.
+pub fn put_request(
+    key: &DataKey,
+    n: u8,
+    object: &Object,
+    hint_for: Option<NodeId>,
+    sync: bool,
+) -> Request {
+    Request::ReplicaPut {
+        bucket: key.bucket.clone(),
+        key: key.key.clone(),
+        n,
+        object: object.clone(),
+        hint_for,
+        sync,
+    }
+}
+
+/// The replica side of [`Request::ReplicaPut`]: merges `object` into this
+/// replica's copy of `key`, queuing a hint for `hint_for` in the same
+/// storage update when it stands in for that primary.
+pub fn store_replica_write(
+    storage: &dyn Storage,
+    key: &DataKey,
+    n: u8,
+    object: &Object,
+    hint_for: Option<NodeId>,
+    durability: Durability,
+) -> Result<Object, String> {
+    let hint = hint_for
+        .map(|target| hint(target, &key.bucket, &key.key, n))
+        .transpose()?;
+    merge_object(storage, key, n, object, durability, hint)
 }
 
 /// Why a coordinator's own write failed; nothing was written.

@@ -41,6 +41,17 @@ pub enum Durability {
     Synced,
 }
 
+impl Durability {
+    /// [`Durability::Synced`] when `sync`, else [`Durability::Buffered`].
+    pub fn synced_if(sync: bool) -> Durability {
+        if sync {
+            Durability::Synced
+        } else {
+            Durability::Buffered
+        }
+    }
+}
+
 /// A hint's place in its target's queue; queues are FIFO by id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HintId(pub u64);

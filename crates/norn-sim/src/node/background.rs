@@ -3,7 +3,7 @@
 
 use norn_node::exchange::{Exchange, Step};
 use norn_node::replica::{self, HintPayload};
-use norn_proto::{codec, Request, Response};
+use norn_proto::{codec, Response};
 use norn_ring::{NodeId, Partition};
 use norn_storage::storage::HintId;
 use norn_storage::{DataKey, Storage};
@@ -46,14 +46,7 @@ impl SimNode {
             let Ok(sent) = codec::encode(&object) else {
                 continue;
             };
-            let request = Request::ReplicaPut {
-                bucket: payload.bucket,
-                key: payload.key,
-                n: payload.n,
-                object,
-                hint_for: None,
-                sync: true,
-            };
+            let request = replica::put_request(&key, payload.n, &object, None, true);
             self.hints_in_flight.insert(target);
             let to = self.node_addr(target);
             self.request(

@@ -95,11 +95,6 @@ impl SimNode {
         sibling: Sibling,
         sync: bool,
     ) -> Result<Object, Response> {
-        let durability = if sync {
-            Durability::Synced
-        } else {
-            Durability::Buffered
-        };
         replica::coordinate_write(
             &self.store,
             key,
@@ -108,7 +103,7 @@ impl SimNode {
             self.actor,
             sibling,
             SIBLINGS_MAX,
-            durability,
+            Durability::synced_if(sync),
         )
         .map_err(|e| match e {
             LocalWriteError::TooManySiblings(count) => {
@@ -167,14 +162,7 @@ impl SimNode {
     ) {
         let me = self.id;
         for target in targets.into_iter().filter(|t| t.node != me) {
-            let request = Request::ReplicaPut {
-                bucket: key.bucket.clone(),
-                key: key.key.clone(),
-                n,
-                object: object.clone(),
-                hint_for: target.hint_for,
-                sync,
-            };
+            let request = replica::put_request(key, n, object, target.hint_for, sync);
             let to = self.node_addr(target.node);
             let pending = Pending::WriteAck {
                 coordination,
@@ -354,14 +342,7 @@ impl SimNode {
                     None,
                 );
             } else {
-                let request = Request::ReplicaPut {
-                    bucket: key.bucket.clone(),
-                    key: key.key.clone(),
-                    n: quorum.n,
-                    object: merged.clone(),
-                    hint_for: None,
-                    sync: false,
-                };
+                let request = replica::put_request(&key, quorum.n, &merged, None, false);
                 let to = self.node_addr(stale);
                 self.request(to, request, Pending::Ignore, out);
             }

@@ -395,19 +395,9 @@ impl SimNode {
             Ok(key) => key,
             Err(response) => return response,
         };
-        let hint = match hint_for
-            .map(|t| replica::hint(t, bucket, key, n))
-            .transpose()
+        let durability = Durability::synced_if(sync);
+        match replica::store_replica_write(&self.store, &data_key, n, object, hint_for, durability)
         {
-            Ok(hint) => hint,
-            Err(e) => return refusal(ErrorCode::Storage, e),
-        };
-        let durability = if sync {
-            Durability::Synced
-        } else {
-            Durability::Buffered
-        };
-        match replica::merge_object(&self.store, &data_key, n, object, durability, hint) {
             Ok(_) => Response::Stored { synced: sync },
             Err(e) => refusal(ErrorCode::Storage, e),
         }
