@@ -7,8 +7,11 @@ PROFILE ?= release
 
 .PHONY: deps build test lint fmt bench bench-storage bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop
 
+## Installs missing system packages, then builds RocksDB's library once
+## for every profile (tools/rocksdb-lib.sh; .cargo/config.toml links it).
 deps:
 	@tools/install-deps.sh
+	@tools/rocksdb-lib.sh
 
 build: deps
 	$(CARGO) build --workspace --all-targets
