@@ -54,6 +54,8 @@ pub struct TestCluster {
     pub dir: tempfile::TempDir,
     pub ca: Issued,
     pub nodes: Vec<TestNode>,
+    /// `ring.partition_bits` of every node's config (default 6).
+    partition_bits: u8,
     admin: Arc<Endpoint>,
 }
 
@@ -81,6 +83,7 @@ impl TestCluster {
             dir,
             ca,
             nodes: Vec::new(),
+            partition_bits: 6,
             admin,
         };
         for _ in 0..count {
@@ -122,6 +125,18 @@ impl TestCluster {
         self.write_config(index, listen);
     }
 
+    /// Sets `ring.partition_bits` of every node (from its next start; only
+    /// before the ring is formed).
+    pub fn set_partition_bits(&mut self, bits: u8) {
+        self.partition_bits = bits;
+        for index in 0..self.nodes.len() {
+            let listen = self.nodes[index]
+                .address
+                .unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr"));
+            self.write_config(index, listen);
+        }
+    }
+
     /// Requires `token` on node `index`'s HTTP API (from its next start).
     pub fn set_http_token(&mut self, index: usize, token: &str) {
         self.nodes[index].http_token = Some(token.to_string());
@@ -156,9 +171,10 @@ cert = "{name}.pem"
 key = "{name}.key"
 
 [ring]
-partition_bits = 6
+partition_bits = {bits}
 {http}
 {extra}"#,
+                bits = self.partition_bits,
                 http = node.http_token.as_ref().map_or(String::new(), |t| format!(
                     "\n[http]\nbearer_token = \"{t}\"\n"
                 )),
@@ -608,6 +624,86 @@ partition_bits = 6
         digests
     }
 
+    /// A client endpoint holding node `index`'s own certificate, to send
+    /// what only nodes may send (replica writes, reaps) as that node would.
+    pub fn endpoint_as_node(&self, index: usize) -> Endpoint {
+        let name = &self.nodes[index].name;
+        let files = TlsFiles {
+            ca_cert: self.dir.path().join("ca.pem"),
+            cert: self.dir.path().join(format!("{name}.pem")),
+            key: self.dir.path().join(format!("{name}.key")),
+        };
+        Endpoint::client(
+            &TlsMaterial::load(&files).expect("node TLS"),
+            EndpointLimits::default(),
+        )
+        .expect("node client endpoint")
+    }
+
+    /// Starts node `index`, which joins through node 0: stages its join,
+    /// commits it on node 0 and waits until nodes `0..=index` hold the new
+    /// ring and see each other up. Returns that ring.
+    pub async fn join(&mut self, index: usize) -> Ring {
+        self.start(index);
+        let seed = self.address(0).to_string();
+        let staged = self.ask(index, Request::AdminJoin { seed }).await;
+        assert!(matches!(staged, Response::Staged(_)), "join: {staged:?}");
+        wait_until("the join reaches node 0", Duration::from_secs(30), || async {
+            matches!(self.ask(0, Request::AdminPlan).await, Response::Plan(p) if p.staged.len() == 1)
+        })
+        .await;
+        let committed = self.ask(0, Request::AdminCommit).await;
+        assert!(
+            matches!(committed, Response::Committed { .. }),
+            "commit: {committed:?}"
+        );
+        let ring = self.ring(0).await.expect("the committed ring");
+        self.wait_converged(0..index + 1, &ring).await;
+        ring
+    }
+
+    /// Stages a change of node `node` on node `via`, commits it there, and
+    /// waits until every node of `members` holds the new ring.
+    pub async fn change_ring(
+        &self,
+        via: usize,
+        node: usize,
+        kind: norn_membership::ChangeKind,
+        members: &[usize],
+    ) -> Ring {
+        let version = self.ring(via).await.map_or(0, |r| r.version());
+        let staged = self
+            .ask(
+                via,
+                Request::AdminStage {
+                    node: self.nodes[node].name.clone(),
+                    kind,
+                },
+            )
+            .await;
+        assert!(matches!(staged, Response::Staged(_)), "stage: {staged:?}");
+        let committed = self.ask(via, Request::AdminCommit).await;
+        assert!(
+            matches!(committed, Response::Committed { version: v } if v == version + 1),
+            "commit: {committed:?}"
+        );
+        let ring = self.ring(via).await.expect("the committed ring");
+        wait_until(
+            "every member holds the new ring",
+            Duration::from_secs(30),
+            || async {
+                for &index in members {
+                    if self.ring(index).await.as_ref() != Some(&ring) {
+                        return false;
+                    }
+                }
+                true
+            },
+        )
+        .await;
+        ring
+    }
+
     /// The log of node `index` so far.
     pub fn log(&self, index: usize) -> String {
         std::fs::read_to_string(&self.nodes[index].log).unwrap_or_default()
@@ -623,6 +719,22 @@ impl Drop for TestCluster {
             for node in &self.nodes {
                 eprintln!("---- log of {} ----\n{}", node.name, tail(&node.log));
             }
+        }
+    }
+}
+
+/// Copies the directory tree at `from` to `to` (which must not exist), as
+/// an operator's backup of a stopped node's data directory would.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("{}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.expect("directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("{}: {e}", entry.path().display()));
         }
     }
 }

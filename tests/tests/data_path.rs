@@ -91,7 +91,7 @@ async fn round_trip_of_small_and_8_mib_values_and_an_oversized_one_is_refused() 
         .put(0, "too-big", Some(&too_big), None, q(3, 2, 2))
         .await;
     assert!(
-        matches!(&reply, Response::Error(e) if e.code == ErrorCode::BadRequest),
+        matches!(&reply, Response::Error(e) if e.code == ErrorCode::TooLarge),
         "{:?}",
         std::mem::discriminant(&reply)
     );

@@ -36,7 +36,7 @@ fn replicas_converge_to_byte_equal_objects() {
                     .unwrap_or_default();
                 let new = old.update(
                     &Context::default(),
-                    ActorId(actor),
+                    ActorId::new(actor, 1),
                     Sibling::Value(value.to_vec()),
                 );
                 Change::Put(Datum {

@@ -1,37 +1,7 @@
 //! The HTTP API with a real HTTP client (curl).
 
-use std::process::Command;
-
 use norn_tests::cluster::TestCluster;
-
-/// Runs curl; returns (status, headers, body).
-fn curl(args: &[&str]) -> (u16, String, String) {
-    let output = Command::new("curl")
-        .args(["-sS", "-D", "-", "-o", "/dev/stdout", "--max-time", "10"])
-        .args(args)
-        .output()
-        .expect("curl runs");
-    assert!(
-        output.status.success(),
-        "curl {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8_lossy(&output.stdout).to_string();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .expect("a status line");
-    (status, head.to_lowercase(), body.to_string())
-}
-
-fn header(head: &str, name: &str) -> Option<String> {
-    head.lines().find_map(|l| {
-        l.strip_prefix(&format!("{name}: "))
-            .map(|v| v.trim().to_string())
-    })
-}
+use norn_tests::http::{curl, header};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_siblings_deletes_and_errors_over_http() {

@@ -15,7 +15,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-use crate::context::{ActorId, Context};
+use crate::context::{ActorId, Context, MalformedHistory, MAX_COUNTER};
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 struct Entry<V> {
@@ -47,32 +47,33 @@ pub struct DvvSet<V> {
     anonymous: Vec<V>,
 }
 
-/// Why a decoded set was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MalformedDvvSet(&'static str);
-
-impl std::fmt::Display for MalformedDvvSet {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "malformed dotted version vector set: {}", self.0)
-    }
-}
-
 impl<V: Ord> TryFrom<DvvSetData<V>> for DvvSet<V> {
-    type Error = MalformedDvvSet;
+    type Error = MalformedHistory;
 
+    /// Refuses a set that breaks an invariant [`DvvSet`]'s own operations
+    /// keep: entries sorted by actor with each actor once, counters in
+    /// `1..=MAX_COUNTER`, no more values than events, anonymous values
+    /// sorted and distinct.
     fn try_from(data: DvvSetData<V>) -> Result<Self, Self::Error> {
         if !data.entries.windows(2).all(|w| w[0].actor < w[1].actor) {
-            return Err(MalformedDvvSet("entries not sorted by actor"));
+            return Err(MalformedHistory("entries not sorted by actor"));
+        }
+        if data
+            .entries
+            .iter()
+            .any(|e| e.counter == 0 || e.counter > MAX_COUNTER)
+        {
+            return Err(MalformedHistory("counter out of range"));
         }
         if data
             .entries
             .iter()
             .any(|e| e.values.len() as u64 > e.counter)
         {
-            return Err(MalformedDvvSet("more values than events"));
+            return Err(MalformedHistory("more values than events"));
         }
         if !data.anonymous.windows(2).all(|w| w[0] < w[1]) {
-            return Err(MalformedDvvSet("anonymous values not sorted and distinct"));
+            return Err(MalformedHistory("anonymous values not sorted and distinct"));
         }
         Ok(DvvSet {
             entries: data.entries,
@@ -87,6 +88,20 @@ impl<V> From<DvvSet<V>> for DvvSetData<V> {
             entries: set.entries,
             anonymous: set.anonymous,
         }
+    }
+}
+
+impl<V> DvvSet<V> {
+    /// How many events of each actor this set knows, by actor.
+    pub fn counters(&self) -> impl Iterator<Item = (ActorId, u64)> + '_ {
+        self.entries.iter().map(|e| (e.actor, e.counter))
+    }
+
+    /// How many events of `actor` this set knows.
+    pub fn counter(&self, actor: ActorId) -> u64 {
+        self.entries
+            .binary_search_by_key(&actor, |e| e.actor)
+            .map_or(0, |i| self.entries[i].counter)
     }
 }
 
@@ -146,12 +161,33 @@ impl<V: Clone + Ord> DvvSet<V> {
 
     /// The causal context to hand a client with these values.
     pub fn context(&self) -> Context {
-        Context::from_pairs(self.entries.iter().map(|e| (e.actor, e.counter)))
+        Context::from_pairs(self.counters())
+    }
+
+    /// This set, also knowing `counter` events of `actor` that hold no
+    /// current value. A node records a fresh actor of its own this way
+    /// when it finds it has lost some of its own history of the key, so
+    /// that its next write opens that actor rather than continuing one
+    /// whose dots it may have issued before (see [`crate::lifetime`]).
+    pub fn with_events(&self, actor: ActorId, counter: u64) -> Self {
+        let known = DvvSet {
+            entries: vec![Entry {
+                actor,
+                counter: counter.clamp(1, MAX_COUNTER),
+                values: Vec::new(),
+            }],
+            anonymous: Vec::new(),
+        };
+        self.sync(&known)
     }
 
     /// The server side of a write: `value` supersedes exactly what `context`
     /// covers, gets the next dot of `actor`, and every value `context` does
     /// not cover stays as a sibling.
+    ///
+    /// The caller guarantees that `actor` never issued that dot before and
+    /// that its counter here and in `context` is below [`MAX_COUNTER`];
+    /// [`crate::Lifetime::actor_for`] chooses such an actor.
     pub fn update(&self, context: &Context, actor: ActorId, value: V) -> Self {
         let history = DvvSet::from_context(context, value.clone());
         let DvvSet { entries, anonymous } = DvvSet {
@@ -244,10 +280,12 @@ fn merge_entry<V: Clone>(a: &Entry<V>, b: &Entry<V>) -> Entry<V> {
     }
 }
 
-/// Adds the next dot of `actor` with `value`.
+/// Adds the next dot of `actor` with `value`. Counters are at most
+/// [`MAX_COUNTER`] (`u64::MAX >> 1`), so the increment cannot overflow.
 fn event<V>(mut entries: Vec<Entry<V>>, actor: ActorId, value: V) -> Vec<Entry<V>> {
     match entries.binary_search_by_key(&actor, |e| e.actor) {
         Ok(i) => {
+            debug_assert!(entries[i].counter < MAX_COUNTER, "{actor} is exhausted");
             entries[i].counter += 1;
             entries[i].values.insert(0, value);
         }
@@ -288,6 +326,33 @@ fn strictly_greater<V>(a: &[Entry<V>], b: &[Entry<V>]) -> bool {
                 }
                 Ordering::Greater => return false,
             },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_decoded_set_keeps_the_invariants_or_is_refused() {
+        let entry = |lifetime: u64, counter: u64, values: &str| {
+            format!(
+                r#"{{"actor":{{"lifetime":{lifetime},"epoch":1}},"counter":{counter},"values":{values}}}"#
+            )
+        };
+        let set =
+            |entries: &[String]| format!(r#"{{"entries":[{}],"anonymous":[]}}"#, entries.join(","));
+        let decode = |json: &str| serde_json::from_str::<DvvSet<u8>>(json);
+        assert!(decode(&set(&[entry(1, 2, "[5]"), entry(2, 1, "[]")])).is_ok());
+        for bad in [
+            set(&[entry(2, 1, "[]"), entry(1, 1, "[]")]),
+            set(&[entry(1, 1, "[]"), entry(1, 1, "[]")]),
+            set(&[entry(1, 0, "[]")]),
+            set(&[entry(1, MAX_COUNTER + 1, "[]")]),
+            set(&[entry(1, 1, "[1,2]")]),
+        ] {
+            assert!(decode(&bad).is_err(), "{bad} was accepted");
         }
     }
 }

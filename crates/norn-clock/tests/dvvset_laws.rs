@@ -34,7 +34,7 @@ fn replay(steps: &[Step]) -> Vec<DvvSet<u32>> {
         match *step {
             Step::Write { at, read_from } => {
                 replicas[at] =
-                    replicas[at].update(&last_read[read_from], ActorId(at as u64), value);
+                    replicas[at].update(&last_read[read_from], ActorId::new(at as u64, 1), value);
             }
             Step::Sync { from, into } => replicas[into] = replicas[into].sync(&replicas[from]),
             Step::Read { at } => last_read[at] = replicas[at].context(),
@@ -90,7 +90,7 @@ proptest! {
     #[test]
     fn write_with_full_context_leaves_one_value(steps in steps(), at in 0..REPLICAS) {
         let replica = &replay(&steps)[at];
-        let written = replica.update(&replica.context(), ActorId(99), u32::MAX);
+        let written = replica.update(&replica.context(), ActorId::new(99, 1), u32::MAX);
         prop_assert_eq!(written.values().collect::<Vec<_>>(), vec![&u32::MAX]);
     }
 
@@ -102,7 +102,7 @@ proptest! {
     ) {
         let stale = replay(&before)[at].context();
         let replica = &replay(&[before, after].concat())[at];
-        let written = replica.update(&stale, ActorId(99), u32::MAX);
+        let written = replica.update(&stale, ActorId::new(99, 1), u32::MAX);
         let mut expected: Vec<u32> = replica
             .dotted_values()
             .filter(|(actor, counter, _)| !covered(&stale, *actor, *counter))
@@ -124,7 +124,7 @@ proptest! {
         k in 1usize..=10,
         schedule in prop::collection::vec(any::<prop::sample::Index>(), 1..300),
     ) {
-        let server = ActorId(1);
+        let server = ActorId::new(1, 1);
         let mut object = DvvSet::new();
         let mut last_read: Vec<Option<Context>> = vec![None; k];
         for (value, client) in (0u32..).zip(schedule) {
@@ -160,7 +160,7 @@ fn decode_refuses_more_values_than_events() {
 
 #[test]
 fn concurrent_writes_become_siblings_and_a_merged_write_resolves_them() {
-    let a = ActorId(1);
+    let a = ActorId::new(1, 1);
     let empty = Context::default();
     let first = DvvSet::new().update(&empty, a, "first");
     let read = first.context();

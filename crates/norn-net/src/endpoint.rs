@@ -35,7 +35,7 @@ pub struct EndpointLimits {
 impl Default for EndpointLimits {
     fn default() -> Self {
         EndpointLimits {
-            max_frame_bytes: (16 << 20) + (64 << 10),
+            max_frame_bytes: (32 << 20) + (64 << 10),
             max_in_flight_per_connection: 1024,
             idle_timeout_ms: 30_000,
             keep_alive_ms: 5_000,

@@ -54,6 +54,9 @@ pub struct RpcConnection {
     next_request: AtomicU64,
     pending: Pending,
     in_flight: Arc<Semaphore>,
+    /// Largest frame the peer accepts (the same limit as ours): a larger
+    /// request fails alone instead of breaking the peer's lane.
+    max_frame_bytes: usize,
 }
 
 impl RpcConnection {
@@ -89,6 +92,7 @@ impl RpcConnection {
             next_request: AtomicU64::new(1),
             pending,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            max_frame_bytes,
         })
     }
 
@@ -114,6 +118,15 @@ impl RpcConnection {
             let id = self.next_request.fetch_add(1, Ordering::Relaxed);
             let frame =
                 encode_frame(id, request).map_err(|source| NetError::Frame { addr, source })?;
+            if frame.len() > self.max_frame_bytes {
+                return Err(NetError::Frame {
+                    addr,
+                    source: norn_proto::ProtoError::FrameTooLarge {
+                        len: frame.len(),
+                        max: self.max_frame_bytes,
+                    },
+                });
+            }
             let (tx, rx) = oneshot::channel();
             lock(&self.pending).insert(id, tx);
             let guard = PendingGuard {
@@ -262,6 +275,7 @@ async fn serve_lane(
     decoder: FrameDecoder,
     addr: SocketAddr,
 ) {
+    let decoder_limit = decoder.max_frame_bytes();
     let (requests_tx, mut requests_rx) = mpsc::channel::<(u64, Vec<u8>)>(LANE_QUEUE_FRAMES);
     let reader = tokio::spawn(read_frames(recv, decoder, addr, move |id, payload| {
         requests_tx.try_send((id, payload.to_vec())).is_ok() || {
@@ -269,6 +283,7 @@ async fn serve_lane(
             false
         }
     }));
+    let max_frame_bytes = decoder_limit;
     while let Some((id, payload)) = requests_rx.recv().await {
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
@@ -282,7 +297,7 @@ async fn serve_lane(
                     message: e.to_string(),
                 }),
             };
-            match encode_frame(id, &response) {
+            match response_frame(id, &response, max_frame_bytes) {
                 Ok(frame) => {
                     let _ = responses.send(frame).await;
                 }
@@ -292,4 +307,33 @@ async fn serve_lane(
         });
     }
     reader.abort();
+}
+
+/// The frame of `response`, or of an error saying it was too large: a
+/// response the peer would refuse must not break its lane (and with it
+/// every other request on the connection).
+fn response_frame(
+    id: u64,
+    response: &Response,
+    max_frame_bytes: usize,
+) -> Result<Vec<u8>, norn_proto::ProtoError> {
+    let frame = encode_frame(id, response)?;
+    if frame.len() <= max_frame_bytes {
+        return Ok(frame);
+    }
+    tracing::warn!(
+        bytes = frame.len(),
+        max = max_frame_bytes,
+        "response too large for a frame; answered with an error"
+    );
+    encode_frame(
+        id,
+        &Response::Error(ErrorReply {
+            code: ErrorCode::TooLarge,
+            message: format!(
+                "the response of {} bytes exceeds the frame limit of {max_frame_bytes} bytes",
+                frame.len()
+            ),
+        }),
+    )
 }

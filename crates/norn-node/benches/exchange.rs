@@ -10,16 +10,37 @@
 
 use std::time::Instant;
 
-use norn_clock::{ActorId, Context, Object, Sibling};
+use norn_clock::{ActorId, Context, Lifetime, Object, Sibling};
 use norn_node::exchange::{Exchange, ExchangeReport, Step};
-use norn_node::replica;
-use norn_proto::{codec, KeyRef, FRAME_HEADER_BYTES};
-use norn_ring::{NodeId, Partition, Ring, RingMember};
+use norn_node::replica::{self, ClusterView, LocalReplica, ObjectLimits};
+use norn_proto::{codec, KeyRef, Request, Response, FRAME_HEADER_BYTES};
+use norn_ring::{NodeId, Ring, RingMember};
 use norn_storage::{Durability, RocksStorage, Storage, Store, StoreOptions};
 
 const KEYS: u32 = 100_000;
 const DIFFERENT: u32 = KEYS / 100;
 const N: u8 = 3;
+
+/// The run every replica of these exchanges belongs to.
+static RUN: std::sync::LazyLock<Lifetime> = std::sync::LazyLock::new(|| Lifetime::new(42));
+
+fn local<'a>(store: &'a RocksStorage, limits: ObjectLimits) -> LocalReplica<'a> {
+    LocalReplica {
+        storage: store,
+        lifetime: &RUN,
+        limits,
+    }
+}
+
+fn serve(store: &RocksStorage, ring: &Ring, request: &Request, limits: ObjectLimits) -> Response {
+    let cluster = ClusterView {
+        ring,
+        handing_off: &|_| false,
+    };
+    local(store, limits)
+        .serve(cluster, request)
+        .expect("a replica request")
+}
 
 fn wire<T: serde::Serialize>(message: &T) -> usize {
     codec::encode(message).expect("encode").len() + FRAME_HEADER_BYTES
@@ -32,11 +53,13 @@ fn write(store: &RocksStorage, ring: &Ring, i: u32, value: &[u8], actor: u64) {
     };
     let object = Object::new().update(
         &Context::default(),
-        ActorId(actor),
+        ActorId::new(actor, 1),
         Sibling::Value(value.to_vec()),
     );
     let key = replica::data_key(ring, &key).expect("key");
-    replica::merge_object(store, &key, N, &object, Durability::Buffered, None).expect("write");
+    local(store, ObjectLimits::for_test())
+        .merge(&key, N, &object, Durability::Buffered, None)
+        .expect("write");
 }
 
 /// Exchanges every partition of `local` with `remote`; returns the summed
@@ -48,15 +71,17 @@ fn repair(
 ) -> (ExchangeReport, usize, usize) {
     let mut total = ExchangeReport::default();
     let (mut bytes, mut requests) = (0, 0);
-    for p in 0..ring.partition_count() as u16 {
-        let partition = Partition(p);
+    for partition in ring.partitions() {
         let (mut exchange, mut request) =
             Exchange::start(partition, N, local.tree(partition, N), 1_000_000);
         loop {
-            let reply = replica::serve(remote, ring, &request).expect("replica request");
+            let reply = serve(remote, ring, &request, ObjectLimits::for_test());
             bytes += wire(&request) + wire(&reply);
             requests += 1;
-            match exchange.on_reply(reply, local, ring).expect("exchange") {
+            match exchange
+                .on_reply(reply, self::local(local, ObjectLimits::for_test()), ring)
+                .expect("exchange")
+            {
                 Step::Send(next) => request = next,
                 Step::Done(report) => {
                     total.keys_compared += report.keys_compared;

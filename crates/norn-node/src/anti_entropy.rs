@@ -22,6 +22,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use norn_clock::Object;
+use norn_merkle::Hash128;
 use norn_proto::{
     codec, KeyDigest, KeyRef, PartitionVerified, RepairProgress, Request, Response,
     FRAME_HEADER_BYTES,
@@ -36,6 +37,8 @@ use crate::replica;
 
 /// Most rounds of exchanges per (partition, N) in one verification.
 pub const ROUNDS_MAX: usize = 3;
+/// Partitions whose roots one [`Request::TreeRoots`] asks for.
+const ROOTS_PER_REQUEST: usize = 4096;
 /// Most tombstones considered per partition and verification.
 const REAP_BATCH: usize = 1024;
 
@@ -107,8 +110,7 @@ impl Node {
     /// any N it holds data of.
     pub(crate) fn replicated_partitions(&self, ring: &Ring) -> Vec<Partition> {
         let held: BTreeSet<Partition> = self.storage.tree_partitions().into_iter().collect();
-        (0..ring.partition_count() as u16)
-            .map(Partition)
+        ring.partitions()
             .filter(|&p| !self.replicated_ns(ring, p, held.contains(&p)).is_empty())
             .collect()
     }
@@ -223,6 +225,83 @@ impl Node {
         outcome
     }
 
+    /// The partitions among `partitions`, replicated here for the default
+    /// N only, whose tree root every other primary reports equal to this
+    /// node's: nothing to exchange. Asks each peer for the roots of all
+    /// the partitions it shares with this node, [`ROOTS_PER_REQUEST`] at a
+    /// time, so a ring of 65,536 partitions is compared in a few dozen
+    /// requests rather than one exchange per partition and peer.
+    async fn equal_by_roots(
+        &self,
+        ring: &Ring,
+        partitions: &[Partition],
+        throttle: &mut Throttle,
+    ) -> BTreeSet<Partition> {
+        let n = self.config.ring.default_n;
+        let mut shared: std::collections::BTreeMap<NodeId, Vec<Partition>> = Default::default();
+        let mut candidates = BTreeSet::new();
+        for &partition in partitions {
+            if self.replicated_ns(ring, partition, true) != [n] {
+                continue;
+            }
+            candidates.insert(partition);
+            for &peer in ring.preference_list(partition, usize::from(n)).primaries() {
+                if peer != self.id() {
+                    shared.entry(peer).or_default().push(partition);
+                }
+            }
+        }
+        let timeout = Duration::from_millis(self.config.limits.peer_request_timeout_ms);
+        for (peer, partitions) in shared {
+            for chunk in partitions.chunks(ROOTS_PER_REQUEST) {
+                let request = Request::TreeRoots {
+                    n,
+                    partitions: chunk.to_vec(),
+                };
+                let reply = self.call_node(peer, &request, timeout).await;
+                let moved = wire_bytes(&request) + reply.as_ref().map_or(0, wire_bytes);
+                throttle.consume(moved).await;
+                match reply {
+                    Some(Response::Hashes(roots)) if roots.len() == chunk.len() => {
+                        for (&partition, root) in chunk.iter().zip(roots) {
+                            if self.storage.tree_root(partition, n).0 != root {
+                                candidates.remove(&partition);
+                            }
+                        }
+                    }
+                    _ => {
+                        for partition in chunk {
+                            candidates.remove(partition);
+                        }
+                    }
+                }
+            }
+        }
+        candidates
+    }
+
+    /// Records `partition` verified after [`Node::equal_by_roots`] found it
+    /// equal everywhere, then removes its tombstones as a verification by
+    /// exchanges would.
+    async fn verified_by_roots(&self, ring: &Ring, partition: Partition) -> Verification {
+        self.anti_entropy
+            .verified()
+            .insert(partition, Instant::now());
+        if self.config.anti_entropy.reap_tombstones
+            && self
+                .storage
+                .tree_root(partition, self.config.ring.default_n)
+                != Hash128::ZERO
+        {
+            self.reap_tombstones(ring, partition, self.config.ring.default_n)
+                .await;
+        }
+        Verification {
+            verified: true,
+            ..Verification::default()
+        }
+    }
+
     /// One exchange of `(partition, n)` with `peer`. Returns its report and
     /// the bytes it moved.
     async fn exchange(
@@ -246,7 +325,7 @@ impl Node {
             let moved = wire_bytes(&request) + wire_bytes(&reply);
             bytes += moved;
             throttle.consume(moved).await;
-            match exchange.on_reply(reply, &*self.storage, ring)? {
+            match exchange.on_reply(reply, self.replica(), ring)? {
                 Step::Send(next) => request = next,
                 Step::Done(report) => {
                     let metrics = &self.metrics;
@@ -330,8 +409,13 @@ impl Node {
 
     async fn run_repair(self: Arc<Self>, ring: Arc<Ring>, partitions: Vec<Partition>) {
         let mut throttle = Throttle::new(self.config.anti_entropy.max_bytes_per_sec);
+        let equal = self.equal_by_roots(&ring, &partitions, &mut throttle).await;
         for partition in partitions {
-            let outcome = self.verify_partition(&ring, partition, &mut throttle).await;
+            let outcome = if equal.contains(&partition) {
+                self.verified_by_roots(&ring, partition).await
+            } else {
+                self.verify_partition(&ring, partition, &mut throttle).await
+            };
             let mut job = self.anti_entropy.repair();
             let progress = &mut job.progress;
             progress.partitions_done += 1;
@@ -387,6 +471,13 @@ impl Node {
         if primaries.first() != Some(&self.id()) {
             return;
         }
+        let handing_off = |p| !self.membership().handing_off(p).is_empty();
+        if let Some(reason) =
+            replica::reap_blocked(&*self.storage, ring, partition, n, &handing_off)
+        {
+            tracing::debug!(partition = %partition, reason, "tombstones kept");
+            return;
+        }
         let candidates = match self.tombstones(partition, n) {
             Ok(found) if !found.is_empty() => found,
             Ok(_) => return,
@@ -439,7 +530,7 @@ impl Node {
         let mut reaped = 0;
         for item in &items {
             if let Ok(key) = replica::data_key(ring, &item.key) {
-                if replica::remove_if_unchanged(&*self.storage, &key, item.digest) == Ok(true) {
+                if replica::reap_if_unchanged(&*self.storage, &key, item.digest) == Ok(true) {
                     reaped += 1;
                 }
             }

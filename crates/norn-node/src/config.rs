@@ -119,8 +119,13 @@ pub struct DataSection {
     pub max_bucket_bytes: usize,
     /// Longest key, 1..=65536 bytes.
     pub max_key_bytes: usize,
-    /// Largest value, 1..=32 MiB (and below limits.max_frame_bytes).
+    /// Largest value, 1..=32 MiB, at most max_object_bytes.
     pub max_value_bytes: usize,
+    /// Largest stored object: every sibling of a key and its causal
+    /// history together, max_value_bytes..=limits.max_frame_bytes - 64 KiB,
+    /// so that any object a write leaves fits one frame. A write that would
+    /// pass it is refused on the coordinator before any replica stores it.
+    pub max_object_bytes: usize,
     /// Siblings past which replies carry a warning, 1..=siblings_max.
     pub siblings_warn: u32,
     /// Siblings past which writes are refused, 1..=10000.
@@ -140,6 +145,7 @@ impl Default for DataSection {
             max_bucket_bytes: 255,
             max_key_bytes: 4096,
             max_value_bytes: 8 << 20,
+            max_object_bytes: 16 << 20,
             siblings_warn: 25,
             siblings_max: 100,
             request_timeout_ms: 5_000,
@@ -219,6 +225,10 @@ pub struct StorageSection {
     pub tree_fanout: u32,
     /// Hash tree levels below the root, 1..=4.
     pub tree_depth: u8,
+    /// For tests only: keep writes that were not fsynced in the process
+    /// (RocksDB's manual WAL flush), so that kill -9 loses them exactly as
+    /// a power cut would. Slower, and unsafe against process crashes.
+    pub emulate_power_loss_on_kill: bool,
 }
 
 impl Default for StorageSection {
@@ -227,6 +237,7 @@ impl Default for StorageSection {
         StorageSection {
             sync_every_write: false,
             hint_bytes_max_per_target: 256 << 20,
+            emulate_power_loss_on_kill: false,
             tree_fanout: shape.fanout,
             tree_depth: shape.depth,
         }
@@ -436,9 +447,10 @@ impl NodeConfig {
             );
         }
         if !(1..=(32 << 20)).contains(&data.max_value_bytes)
-            || data.max_value_bytes + (64 << 10) > limits.max_frame_bytes
+            || data.max_value_bytes > data.max_object_bytes
+            || data.max_object_bytes + (64 << 10) > limits.max_frame_bytes
         {
-            return Err(format!("data.max_value_bytes {} must be 1..=32 MiB and 64 KiB below limits.max_frame_bytes", data.max_value_bytes));
+            return Err(format!("data.max_value_bytes {} must be 1..=32 MiB and at most data.max_object_bytes {}, which must be 64 KiB below limits.max_frame_bytes {}", data.max_value_bytes, data.max_object_bytes, limits.max_frame_bytes));
         }
         if !(1..=10_000).contains(&data.siblings_max)
             || !(1..=data.siblings_max).contains(&data.siblings_warn)

@@ -18,7 +18,7 @@ use crate::coordinator::{
     WriteTarget,
 };
 use crate::node::{error, Node};
-use crate::replica::{self, LocalWriteError};
+use crate::replica::{self, CoordinatedWrite, LocalWriteError};
 
 /// Waits for a write's acknowledgements until it is decided. A failed write
 /// still waits for its outstanding replicas (until the timeout), so that
@@ -69,9 +69,14 @@ impl Node {
             return Err(too_long("key", key.len(), data.max_key_bytes));
         }
         match value {
-            Some(value) if value.len() > data.max_value_bytes => {
-                Err(too_long("value", value.len(), data.max_value_bytes))
-            }
+            Some(value) if value.len() > data.max_value_bytes => Err(error(
+                ErrorCode::TooLarge,
+                format!(
+                    "value of {} bytes exceeds the limit of {} bytes; nothing was written",
+                    value.len(),
+                    data.max_value_bytes
+                ),
+            )),
             _ => Ok(()),
         }
     }
@@ -91,28 +96,7 @@ impl Node {
 
     /// This node's copy of a key.
     pub(crate) fn local_get(&self, key: &DataKey) -> Result<Option<Object>, String> {
-        crate::replica::read_object(&*self.storage, key)
-    }
-
-    /// The coordinator's own write (see [`replica::coordinate_write`]).
-    fn local_update(
-        &self,
-        key: &DataKey,
-        n: u8,
-        context: &Context,
-        sibling: Sibling,
-        sync: bool,
-    ) -> Result<Object, LocalWriteError> {
-        replica::coordinate_write(
-            &*self.storage,
-            key,
-            n,
-            context,
-            self.identity.actor,
-            sibling,
-            self.config.data.siblings_max as usize,
-            Durability::synced_if(sync),
-        )
+        self.replica().read(key)
     }
 
     pub(crate) fn address_of(&self, node: NodeId) -> Option<SocketAddr> {
@@ -331,7 +315,8 @@ impl Node {
         let Some(merged) = tally.merged() else { return };
         for stale in tally.stale_replicas(&merged) {
             let repaired = if stale == self.id() {
-                replica::merge_object(&*self.storage, key, n, &merged, Durability::Buffered, None)
+                self.replica()
+                    .merge(key, n, &merged, Durability::Buffered, None)
                     .is_ok()
             } else {
                 let request = replica::put_request(key, n, &merged, None, false);
@@ -408,16 +393,21 @@ impl Node {
             return self.forward_put(&targets, request, timeout).await;
         }
         let sync = quorum.dw > 0;
-        let sibling = value.map_or(Sibling::Tombstone, Sibling::Value);
-        let object = match self.local_update(&data_key, quorum.n, &context.unwrap_or_default(), sibling, sync) {
+        let context = context.unwrap_or_default();
+        let write = CoordinatedWrite {
+            key: &data_key,
+            n: quorum.n,
+            context: &context,
+            sibling: value.map_or(Sibling::Tombstone, Sibling::Value),
+            hint_for: targets
+                .iter()
+                .find(|t| t.node == self.id())
+                .and_then(|t| t.hint_for),
+            durability: Durability::synced_if(sync),
+        };
+        let object = match self.replica().coordinate_write(write) {
             Ok(object) => object,
-            Err(LocalWriteError::TooManySiblings(count)) => {
-                return error(
-                    ErrorCode::TooManySiblings,
-                    format!("the write would leave {count} siblings (limit {}); read and write with the merged context; nothing was written", self.config.data.siblings_max),
-                )
-            }
-            Err(LocalWriteError::Failed(reason)) => return error(ErrorCode::Storage, reason),
+            Err(refused) => return self.local_write_refused(refused),
         };
         let chosen: Vec<NodeId> = targets.iter().map(|t| t.node).collect();
         for holder in self.handoff_holders(data_key.partition, &chosen) {
@@ -432,6 +422,22 @@ impl Node {
         drop(tx);
         let outcome = await_write(&mut tally, first, acks, timeout).await;
         self.write_reply(outcome, &tally, quorum, &object)
+    }
+
+    /// The client's answer to a write its coordinator refused: nothing was
+    /// written anywhere.
+    fn local_write_refused(&self, refused: LocalWriteError) -> Response {
+        match refused {
+            LocalWriteError::TooManySiblings(count) => error(
+                ErrorCode::TooManySiblings,
+                format!("the write would leave {count} siblings (limit {}); read and write with the merged context; nothing was written", self.config.data.siblings_max),
+            ),
+            LocalWriteError::TooLarge { bytes, max } => error(
+                ErrorCode::TooLarge,
+                format!("the write would leave an object of {bytes} bytes with its siblings (limit {max}); read and write with the merged context to resolve them; nothing was written"),
+            ),
+            LocalWriteError::Failed(reason) => error(ErrorCode::Storage, reason),
+        }
     }
 
     /// Passes a write to the first reachable primary, which coordinates it.
@@ -553,14 +559,10 @@ impl Node {
             Err(response) => return response,
         };
         let durability = Durability::synced_if(sync);
-        match replica::store_replica_write(
-            &*self.storage,
-            &data_key,
-            n,
-            object,
-            hint_for,
-            durability,
-        ) {
+        match self
+            .replica()
+            .store_replica_write(&data_key, n, object, hint_for, durability)
+        {
             Ok(_) => Response::Stored {
                 synced: sync || self.config.storage.sync_every_write,
             },

@@ -13,14 +13,13 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use norn_merkle::{MerkleTree, NodeIndex};
 use norn_proto::{KeyObject, KeyRef, Request, Response};
 use norn_ring::{Partition, Ring};
-use norn_storage::{Durability, Storage};
+use norn_storage::Durability;
 
-use crate::replica;
+use crate::replica::{self, LocalReplica};
 
-/// Keys fetched or pushed per request.
+/// Keys fetched or pushed per request; a request also carries at most
+/// the replica's batch budget in bytes (the peer's reply likewise).
 const KEYS_PER_REQUEST: usize = 128;
-/// Approximate value bytes pushed per request.
-const BYTES_PER_PUSH: usize = 4 << 20;
 
 /// What an exchange found and did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -46,7 +45,8 @@ pub enum Step {
 enum Stage {
     /// Waiting for the peer's hashes of `indices` at `level`.
     Tree { level: u8, indices: Vec<u32> },
-    /// Waiting for the peer's digests of the differing segments.
+    /// Waiting for the peer's digests of the differing segments (the peer
+    /// lists as many as its batch budget holds).
     Segments { segments: BTreeSet<u32> },
     /// Waiting for the peer's objects of `keys`.
     Fetch { keys: Vec<KeyRef> },
@@ -66,6 +66,9 @@ pub struct Exchange {
     to_fetch: VecDeque<KeyRef>,
     /// Differing keys only this replica has: pushed.
     to_push: VecDeque<KeyRef>,
+    /// Differing segments the peer has not listed yet: asked for once the
+    /// keys of the listed ones are repaired.
+    pending_segments: BTreeSet<u32>,
     report: ExchangeReport,
 }
 
@@ -90,6 +93,7 @@ impl Exchange {
             },
             to_fetch: VecDeque::new(),
             to_push: VecDeque::new(),
+            pending_segments: BTreeSet::new(),
             report: ExchangeReport::default(),
         };
         let request = exchange.tree_request(0, vec![0]);
@@ -117,7 +121,7 @@ impl Exchange {
     pub fn on_reply(
         &mut self,
         reply: Response,
-        storage: &dyn Storage,
+        replica: LocalReplica<'_>,
         ring: &Ring,
     ) -> Result<Step, String> {
         if let Response::Error(e) = &reply {
@@ -128,15 +132,19 @@ impl Exchange {
             (Stage::Tree { level, indices }, Response::Hashes(hashes)) => {
                 self.on_hashes(level, &indices, &hashes)
             }
-            (Stage::Segments { segments }, Response::SegmentDigests(remote)) => {
-                self.on_segment_digests(&segments, remote, storage, ring)
-            }
+            (
+                Stage::Segments { segments },
+                Response::SegmentDigests {
+                    segments: covered,
+                    digests,
+                },
+            ) => self.on_segment_digests(segments, &covered, digests, replica, ring),
             (Stage::Fetch { keys }, Response::Objects(objects)) => {
-                self.on_objects(keys, objects, storage, ring)
+                self.on_objects(keys, objects, replica, ring)
             }
             (Stage::Push { count }, Response::StoredMany { .. }) => {
                 self.report.keys_repaired += count;
-                self.next_repair(storage, ring)
+                self.next_repair(replica, ring)
             }
             (stage, reply) => Err(format!("unexpected reply {reply:?} while in {stage:?}")),
         }
@@ -161,14 +169,7 @@ impl Exchange {
         }
         let shape = self.local.shape();
         if level == shape.depth {
-            let segments: BTreeSet<u32> = differing.into_iter().collect();
-            let request = Request::SegmentDigests {
-                partition: self.partition,
-                n: self.n,
-                segments: segments.iter().copied().collect(),
-            };
-            self.stage = Stage::Segments { segments };
-            return Ok(Step::Send(request));
+            return Ok(self.ask_segments(differing.into_iter().collect()));
         }
         let children: Vec<u32> = differing
             .iter()
@@ -182,15 +183,32 @@ impl Exchange {
         Ok(Step::Send(request))
     }
 
+    fn ask_segments(&mut self, segments: BTreeSet<u32>) -> Step {
+        let request = Request::SegmentDigests {
+            partition: self.partition,
+            n: self.n,
+            segments: segments.iter().copied().collect(),
+        };
+        self.stage = Stage::Segments { segments };
+        Step::Send(request)
+    }
+
+    /// Compares the segments the peer covered; asks for the rest of
+    /// `asked` once those keys are repaired.
     fn on_segment_digests(
         &mut self,
-        segments: &BTreeSet<u32>,
+        asked: BTreeSet<u32>,
+        covered: &[u32],
         remote: Vec<norn_proto::KeyDigest>,
-        storage: &dyn Storage,
+        replica: LocalReplica<'_>,
         ring: &Ring,
     ) -> Result<Step, String> {
+        let covered: BTreeSet<u32> = covered.iter().copied().collect();
+        if covered.is_empty() || !covered.is_subset(&asked) {
+            return Err(format!("asked for segments {asked:?}, got {covered:?}"));
+        }
         let local: BTreeMap<KeyRef, u64> =
-            replica::segment_digests(storage, self.partition, self.n, segments)?
+            replica::segment_digests(replica.storage, self.partition, self.n, &covered)?
                 .into_iter()
                 .map(|d| (d.key, d.digest))
                 .collect();
@@ -212,61 +230,71 @@ impl Exchange {
                 .filter(|key| !remote.contains_key(*key))
                 .cloned(),
         );
-        self.report.keys_compared = compared;
+        self.report.keys_compared += compared;
+        // The queues were empty before this reply: what is in them is new.
         let different = self.to_fetch.len() + self.to_push.len();
-        self.report.keys_different = different as u64;
-        if different > self.max_keys {
+        let remaining = self
+            .max_keys
+            .saturating_sub(self.report.keys_different as usize);
+        self.report.keys_different += different as u64;
+        if different > remaining {
             self.report.truncated = true;
-            let fetch_budget = self.max_keys.min(self.to_fetch.len());
+            let fetch_budget = remaining.min(self.to_fetch.len());
             self.to_fetch.truncate(fetch_budget);
-            self.to_push.truncate(self.max_keys - fetch_budget);
+            self.to_push.truncate(remaining - fetch_budget);
         }
-        self.next_repair(storage, ring)
+        self.pending_segments = asked.difference(&covered).copied().collect();
+        if self.report.truncated {
+            self.pending_segments.clear();
+        }
+        self.next_repair(replica, ring)
     }
 
+    /// Merges the peer's objects here and queues the merged ones to push
+    /// back; keys the peer's reply left out (its budget) are asked again.
     fn on_objects(
         &mut self,
-        keys: Vec<KeyRef>,
+        mut keys: Vec<KeyRef>,
         objects: Vec<Option<norn_clock::Object>>,
-        storage: &dyn Storage,
+        replica: LocalReplica<'_>,
         ring: &Ring,
     ) -> Result<Step, String> {
-        if objects.len() != keys.len() {
+        if objects.len() > keys.len() || (objects.is_empty() && !keys.is_empty()) {
             return Err(format!(
                 "asked for {} objects, got {}",
                 keys.len(),
                 objects.len()
             ));
         }
+        for key in keys.drain(objects.len()..).rev() {
+            self.to_fetch.push_front(key);
+        }
         let mut push = Vec::new();
         for (key, theirs) in keys.into_iter().zip(objects) {
             let data_key = replica::data_key(ring, &key)?;
             let object = match theirs {
                 Some(theirs) => {
-                    let merged = replica::merge_object(
-                        storage,
-                        &data_key,
-                        self.n,
-                        &theirs,
-                        Durability::Buffered,
-                        None,
-                    )?;
+                    let merged =
+                        replica.merge(&data_key, self.n, &theirs, Durability::Buffered, None)?;
                     if merged == theirs {
                         self.report.keys_repaired += 1;
                         continue;
                     }
                     merged
                 }
-                // The peer lost it meanwhile or cannot read its copy.
-                None => match replica::read_object(storage, &data_key) {
+                // The peer lost it meanwhile, cannot read its copy, or holds
+                // one too large to send.
+                None => match replica.read(&data_key) {
                     Ok(Some(mine)) => mine,
                     _ => continue,
                 },
             };
-            push.push(KeyObject { key, object });
+            if replica.sendable(&data_key, &object) {
+                push.push(KeyObject { key, object });
+            }
         }
         if push.is_empty() {
-            return self.next_repair(storage, ring);
+            return self.next_repair(replica, ring);
         }
         Ok(self.push(push, ring))
     }
@@ -282,8 +310,9 @@ impl Exchange {
         })
     }
 
-    /// The next fetch, then the next push of keys only this replica has.
-    fn next_repair(&mut self, storage: &dyn Storage, ring: &Ring) -> Result<Step, String> {
+    /// The next fetch, then the next push of keys only this replica has,
+    /// then the segments the peer has not listed yet.
+    fn next_repair(&mut self, replica: LocalReplica<'_>, ring: &Ring) -> Result<Step, String> {
         if !self.to_fetch.is_empty() {
             let take = self.to_fetch.len().min(KEYS_PER_REQUEST);
             let keys: Vec<KeyRef> = self.to_fetch.drain(..take).collect();
@@ -292,26 +321,33 @@ impl Exchange {
         }
         let mut items = Vec::new();
         let mut bytes = 0;
-        while items.len() < KEYS_PER_REQUEST && bytes < BYTES_PER_PUSH {
-            let Some(key) = self.to_push.pop_front() else {
+        while items.len() < KEYS_PER_REQUEST {
+            let Some(key) = self.to_push.front().cloned() else {
                 break;
             };
             let data_key = replica::data_key(ring, &key)?;
-            if let Ok(Some(object)) = replica::read_object(storage, &data_key) {
-                bytes += object.values().map(sibling_bytes).sum::<usize>();
-                items.push(KeyObject { key, object });
+            let object = match replica.read(&data_key) {
+                Ok(Some(object)) if replica.sendable(&data_key, &object) => object,
+                _ => {
+                    self.to_push.pop_front();
+                    continue;
+                }
+            };
+            let size = norn_proto::codec::encoded_len(&object).unwrap_or(usize::MAX);
+            if !items.is_empty() && bytes + size > replica.limits.batch_bytes_max {
+                break;
             }
+            self.to_push.pop_front();
+            bytes += size;
+            items.push(KeyObject { key, object });
         }
-        if items.is_empty() {
-            return Ok(Step::Done(self.report));
+        if !items.is_empty() {
+            return Ok(self.push(items, ring));
         }
-        Ok(self.push(items, ring))
-    }
-}
-
-fn sibling_bytes(sibling: &norn_clock::Sibling) -> usize {
-    match sibling {
-        norn_clock::Sibling::Value(bytes) => bytes.len(),
-        norn_clock::Sibling::Tombstone => 0,
+        if !self.pending_segments.is_empty() {
+            let segments = std::mem::take(&mut self.pending_segments);
+            return Ok(self.ask_segments(segments));
+        }
+        Ok(Step::Done(self.report))
     }
 }

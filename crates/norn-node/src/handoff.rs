@@ -70,9 +70,12 @@ impl Node {
         }
     }
 
-    /// Sends this node's copy of the hinted key to `target`. Once the
-    /// target holds it, a fallback that is not a primary of the key drops
-    /// its own copy, unless a newer write arrived meanwhile.
+    /// Sends this node's copy of the hinted key to `target`, which fsyncs
+    /// it before acknowledging (concurrent deliveries share fsyncs): the
+    /// hint is deleted only once the target has the write on disk. Then a
+    /// fallback that is not a primary of the key for the object's N (the
+    /// largest it was written with, which may pass the hint's) drops its
+    /// own copy, unless a newer write arrived meanwhile.
     async fn deliver_hint(&self, target: NodeId, hint: &HintPayload, timeout: Duration) -> bool {
         let Some(ring) = self.ring() else {
             return false;
@@ -80,24 +83,36 @@ impl Node {
         let Ok(key) = Self::data_key_in(&ring, &hint.bucket, &hint.key) else {
             return true;
         };
-        let object = match self.local_get(&key) {
-            Ok(Some(object)) => object,
+        let (object, stored_n) = match self.storage.get(&key) {
+            Ok(Some(datum)) => match self.local_get(&key) {
+                Ok(Some(object)) => (object, datum.n),
+                Ok(None) => return true,
+                Err(e) => {
+                    tracing::warn!(key = %key, error = %e, "hinted object unreadable");
+                    return false;
+                }
+            },
             Ok(None) => return true,
             Err(e) => {
                 tracing::warn!(key = %key, error = %e, "hinted object unreadable");
                 return false;
             }
         };
-        let request = crate::replica::put_request(&key, hint.n, &object, None, false);
+        if !self.replica().sendable(&key, &object) {
+            // Kept here, hint dropped: no frame can carry it until a write
+            // over its context resolves its siblings (transfers move it then).
+            return true;
+        }
+        let request = crate::replica::put_request(&key, stored_n, &object, None, true);
         if !matches!(
             self.call_node(target, &request, timeout).await,
-            Some(Response::Stored { .. })
+            Some(Response::Stored { synced: true })
         ) {
             return false;
         }
         tracing::debug!(target = %target, key = %key, "hint delivered");
         let primary_here = ring
-            .preference_list(key.partition, usize::from(hint.n))
+            .preference_list(key.partition, usize::from(stored_n))
             .is_primary(self.id());
         let other_hints_here = self.storage.hint_queues().keys().any(|t| *t != target);
         if !primary_here && !other_hints_here {

@@ -67,6 +67,7 @@ fn code_name(code: ErrorCode) -> &'static str {
         ErrorCode::QuorumNotMet => "quorum_not_met",
         ErrorCode::TooManySiblings => "too_many_siblings",
         ErrorCode::Timeout => "timeout",
+        ErrorCode::TooLarge => "too_large",
     }
 }
 
@@ -77,6 +78,7 @@ fn status_of(code: ErrorCode) -> StatusCode {
         ErrorCode::Conflict | ErrorCode::TooManySiblings => StatusCode::CONFLICT,
         ErrorCode::QuorumNotMet | ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorCode::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        ErrorCode::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorCode::Storage => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

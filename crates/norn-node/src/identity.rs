@@ -4,9 +4,11 @@
 //!   the node that created it.
 //! - `incarnation`: bumped on every start, so that peers tell a restarted
 //!   node's heartbeats from its old ones.
-//! - `actor-id`: the node's DVV actor, random when the data directory is
-//!   created. A node whose data was wiped comes back as a new actor, so its
-//!   new dots never collide with its old ones (riak's kv679).
+//!
+//! The node's DVV actors are not stored: every start is a new
+//! [`norn_clock::Lifetime`] with a random id, so nothing a data directory
+//! lost or rolled back (a wipe, a restore from a backup, a power cut) can
+//! make the node issue a dot twice.
 
 use norn_ring::NodeId;
 use norn_storage::Storage;
@@ -15,14 +17,12 @@ use crate::error::NodeError;
 
 const NODE_ID: &str = "node-id";
 const INCARNATION: &str = "incarnation";
-const ACTOR_ID: &str = "actor-id";
 
 /// Who this node is, for this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Identity {
     pub node: NodeId,
     pub incarnation: u64,
-    pub actor: norn_clock::ActorId,
 }
 
 fn read_u64(storage: &dyn Storage, name: &'static str) -> Result<Option<u64>, NodeError> {
@@ -56,19 +56,7 @@ pub fn load_or_create(
         Some(_) => {}
         None => storage.put_meta(NODE_ID, &node.0.to_be_bytes())?,
     }
-    let actor = match read_u64(storage, ACTOR_ID)? {
-        Some(actor) => actor,
-        None => {
-            let actor: u64 = rand::random();
-            storage.put_meta(ACTOR_ID, &actor.to_be_bytes())?;
-            actor
-        }
-    };
     let incarnation = read_u64(storage, INCARNATION)?.unwrap_or(0) + 1;
     storage.put_meta(INCARNATION, &incarnation.to_be_bytes())?;
-    Ok(Identity {
-        node,
-        incarnation,
-        actor: norn_clock::ActorId(actor),
-    })
+    Ok(Identity { node, incarnation })
 }

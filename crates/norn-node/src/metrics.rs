@@ -61,6 +61,7 @@ pub fn outcome_of(response: &Response) -> &'static str {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::QuorumNotMet => "quorum_not_met",
             ErrorCode::Timeout => "timeout",
+            ErrorCode::TooLarge => "too_large",
             ErrorCode::TooManySiblings => "too_many_siblings",
             _ => "error",
         },

@@ -32,6 +32,8 @@ pub const HTTP_ADDRESS_FILE: &str = "http_address";
 pub struct Node {
     pub(crate) config: NodeConfig,
     pub(crate) identity: Identity,
+    /// This run of the node: the actors its dots belong to.
+    pub(crate) lifetime: norn_clock::Lifetime,
     pub(crate) storage: Arc<RocksStorage>,
     pub(crate) endpoint: Arc<Endpoint>,
     membership: Mutex<Membership>,
@@ -78,6 +80,7 @@ impl Node {
             tree_shape: config.tree_shape(),
             sync_every_write: config.storage.sync_every_write,
             hint_bytes_max_per_target: config.storage.hint_bytes_max_per_target,
+            emulate_power_loss_on_kill: config.storage.emulate_power_loss_on_kill,
         };
         let storage = Arc::new(Store::open_rocks(&data_dir.join("db"), options)?);
         let identity =
@@ -118,9 +121,12 @@ impl Node {
         span.in_scope(|| {
             tracing::info!(address = %advertised, incarnation = identity.incarnation, "node started");
         });
+        let lifetime = norn_clock::Lifetime::new(rand::random());
+        span.in_scope(|| tracing::info!(lifetime = %format_args!("{:016x}", lifetime.id()), "dots of this run belong to a fresh lifetime"));
         Ok(Arc::new(Node {
             config,
             identity,
+            lifetime,
             storage,
             endpoint,
             membership: Mutex::new(membership),
@@ -136,6 +142,20 @@ impl Node {
 
     pub fn id(&self) -> NodeId {
         self.identity.node
+    }
+
+    /// This node's replica: its storage, this run's actors, the limits.
+    pub(crate) fn replica(&self) -> crate::replica::LocalReplica<'_> {
+        crate::replica::LocalReplica {
+            storage: &*self.storage,
+            lifetime: &self.lifetime,
+            limits: crate::replica::ObjectLimits {
+                siblings_max: self.config.data.siblings_max as usize,
+                object_bytes_max: self.config.data.max_object_bytes,
+                wire_object_bytes_max: self.config.limits.max_frame_bytes - (64 << 10),
+                batch_bytes_max: crate::replica::BATCH_BYTES_MAX,
+            },
+        }
     }
 
     /// Serves and gossips until `shutdown` completes, then closes the
@@ -350,7 +370,8 @@ impl Node {
             | Request::KeyDigests { .. }
             | Request::ReplicaGetMany { .. }
             | Request::ReplicaPutMany { .. }
-            | Request::Reap { .. }) => self.serve_replica(peer, &exchange),
+            | Request::Reap { .. }
+            | Request::TreeRoots { .. }) => self.serve_replica(peer, &exchange),
         }
     }
 
@@ -374,7 +395,13 @@ impl Node {
         let Some(ring) = self.ring() else {
             return error(ErrorCode::Unavailable, "this node holds no ring yet");
         };
-        crate::replica::serve(&*self.storage, &ring, request)
+        let handing_off = |partition| !self.membership().handing_off(partition).is_empty();
+        let cluster = crate::replica::ClusterView {
+            ring: &ring,
+            handing_off: &handing_off,
+        };
+        self.replica()
+            .serve(cluster, request)
             .unwrap_or_else(|| error(ErrorCode::BadRequest, "not a replica request"))
     }
 

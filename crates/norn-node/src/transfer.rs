@@ -22,7 +22,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use norn_clock::Object;
 use norn_proto::{codec, KeyObject, KeyRef, Request, Response, TransferState, TransferView};
 use norn_ring::{NodeId, Partition, Ring};
 use norn_storage::trees::version_digest;
@@ -238,8 +237,14 @@ impl Node {
                 .storage
                 .scan_partition(partition, after.as_ref(), batch_keys)
                 .map_err(|e| Paused::Failed(e.to_string()))?;
-            let batch: Vec<(DataKey, Datum)> =
+            let matching: Vec<(DataKey, Datum)> =
                 page.items.into_iter().filter(|(_, d)| d.n == n).collect();
+            let found = matching.len();
+            let batch = within_budget(matching, replica::BATCH_BYTES_MAX);
+            // A batch the byte budget cut short resumes after its last key.
+            let resume_after = (batch.len() < found)
+                .then(|| batch.last().map(|(key, _)| key.clone()))
+                .flatten();
             if let Some((last, _)) = batch.last() {
                 found_in_pass = true;
                 let sent = self
@@ -255,7 +260,7 @@ impl Node {
                     v.keys_left = v.keys_left.saturating_sub(batch.len() as u64);
                 });
             }
-            after = match page.next {
+            after = match resume_after.or(page.next) {
                 Some(next) => Some(next),
                 None if found_in_pass && passes < PASSES_MAX => {
                     passes += 1;
@@ -316,14 +321,19 @@ impl Node {
             };
             bytes += wire_bytes(&offer);
             let mut items = Vec::new();
-            for ((key, (_, datum)), (mine, theirs)) in
+            for ((key, (data_key, _)), (mine, theirs)) in
                 keys.iter().zip(batch).zip(digests.iter().zip(theirs))
             {
                 if theirs == Some(*mine) {
                     continue;
                 }
-                let object = codec::decode::<Object>(&datum.value)
-                    .map_err(|e| Paused::Failed(format!("stored object does not decode: {e}")))?;
+                let Ok(Some(object)) = self.local_get(data_key) else {
+                    // Invalid (now removed) or gone: nothing to hand over.
+                    continue;
+                };
+                if !self.replica().sendable(data_key, &object) {
+                    continue;
+                }
                 items.push(KeyObject {
                     key: key.clone(),
                     object,
@@ -358,4 +368,20 @@ impl Node {
             .fetch_add(bytes, Ordering::Relaxed);
         Ok(bytes)
     }
+}
+
+/// The first items of `items` whose stored bytes stay within `budget`, at
+/// least one: a transfer batch always fits a frame.
+fn within_budget(items: Vec<(DataKey, Datum)>, budget: usize) -> Vec<(DataKey, Datum)> {
+    let mut bytes = 0;
+    let mut taken = Vec::new();
+    for (key, datum) in items {
+        let size = datum.value.len() + key.bucket.len() + key.key.len();
+        if !taken.is_empty() && bytes + size > budget {
+            break;
+        }
+        bytes += size;
+        taken.push((key, datum));
+    }
+    taken
 }

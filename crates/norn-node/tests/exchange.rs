@@ -2,15 +2,36 @@
 //! (no network): they repair exactly the differing keys, in both
 //! directions, and an exchange of equal trees sends only the root.
 
-use norn_clock::{ActorId, Context, Object, Sibling};
+use norn_clock::{ActorId, Context, Lifetime, Object, Sibling};
 use norn_node::exchange::{Exchange, ExchangeReport, Step};
-use norn_node::replica;
+use norn_node::replica::{self, ClusterView, LocalReplica, ObjectLimits};
 use norn_proto::{codec, KeyRef, Request, Response};
 use norn_ring::{NodeId, Partition, Ring, RingMember};
 use norn_storage::trees::version_digest;
 use norn_storage::{DataKey, Durability, MemStorage, Storage, Store, StoreOptions};
 
 const N: u8 = 3;
+
+/// The run every replica of these exchanges belongs to.
+static RUN: std::sync::LazyLock<Lifetime> = std::sync::LazyLock::new(|| Lifetime::new(42));
+
+fn local<'a>(store: &'a MemStorage, limits: ObjectLimits) -> LocalReplica<'a> {
+    LocalReplica {
+        storage: store,
+        lifetime: &RUN,
+        limits,
+    }
+}
+
+fn serve(store: &MemStorage, ring: &Ring, request: &Request, limits: ObjectLimits) -> Response {
+    let cluster = ClusterView {
+        ring,
+        handing_off: &|_| false,
+    };
+    local(store, limits)
+        .serve(cluster, request)
+        .expect("a replica request")
+}
 
 fn ring() -> Ring {
     let members = (1..=3).map(|i| {
@@ -40,18 +61,12 @@ fn key_of(ring: &Ring, i: u32) -> DataKey {
 fn write(store: &MemStorage, ring: &Ring, i: u32, value: &str, actor: u64) {
     let object = Object::new().update(
         &Context::default(),
-        ActorId(actor),
+        ActorId::new(actor, 1),
         Sibling::Value(value.as_bytes().to_vec()),
     );
-    replica::merge_object(
-        store,
-        &key_of(ring, i),
-        N,
-        &object,
-        Durability::Buffered,
-        None,
-    )
-    .expect("write");
+    local(store, ObjectLimits::for_test())
+        .merge(&key_of(ring, i), N, &object, Durability::Buffered, None)
+        .expect("write");
 }
 
 /// Runs one exchange of `partition` from `local` against `remote`; returns
@@ -62,16 +77,34 @@ fn exchange(
     ring: &Ring,
     partition: Partition,
 ) -> (ExchangeReport, usize) {
+    let (report, bytes, _) =
+        exchange_with(local, remote, ring, partition, ObjectLimits::for_test());
+    (report, bytes)
+}
+
+/// [`exchange`] with both replicas keeping `limits`; also returns the
+/// largest reply.
+fn exchange_with(
+    local: &MemStorage,
+    remote: &MemStorage,
+    ring: &Ring,
+    partition: Partition,
+    limits: ObjectLimits,
+) -> (ExchangeReport, usize, usize) {
     let (mut exchange, mut request) =
         Exchange::start(partition, N, local.tree(partition, N), 100_000);
-    let mut bytes = 0;
+    let (mut bytes, mut largest_reply) = (0, 0);
     loop {
-        let reply: Response = replica::serve(remote, ring, &request).expect("replica request");
-        bytes += codec::encode(&request).expect("encode").len();
-        bytes += codec::encode(&reply).expect("encode").len();
-        match exchange.on_reply(reply, local, ring).expect("exchange") {
+        let reply: Response = serve(remote, ring, &request, limits);
+        let reply_bytes = codec::encode(&reply).expect("encode").len();
+        bytes += codec::encode(&request).expect("encode").len() + reply_bytes;
+        largest_reply = largest_reply.max(reply_bytes);
+        match exchange
+            .on_reply(reply, self::local(local, limits), ring)
+            .expect("exchange")
+        {
             Step::Send(next) => request = next,
-            Step::Done(report) => return (report, bytes),
+            Step::Done(report) => return (report, bytes, largest_reply),
         }
     }
 }
@@ -79,7 +112,7 @@ fn exchange(
 fn exchange_all(local: &MemStorage, remote: &MemStorage, ring: &Ring) -> (ExchangeReport, usize) {
     let mut total = ExchangeReport::default();
     let mut bytes = 0;
-    for p in 0..ring.partition_count() as u16 {
+    for p in ring.partitions().map(|p| p.0) {
         let (report, b) = exchange(local, remote, ring, Partition(p));
         total.keys_compared += report.keys_compared;
         total.keys_different += report.keys_different;
@@ -116,7 +149,7 @@ fn an_exchange_repairs_exactly_the_differing_keys_both_ways() {
     let (report, _) = exchange_all(&a, &b, &ring);
     assert_eq!(report.keys_different, 30, "{report:?}");
     assert_eq!(report.keys_repaired, 30, "{report:?}");
-    for p in 0..ring.partition_count() as u16 {
+    for p in ring.partitions().map(|p| p.0) {
         assert_eq!(
             a.tree(Partition(p), N),
             b.tree(Partition(p), N),
@@ -171,8 +204,11 @@ fn a_budget_limits_one_exchange_and_the_next_finishes() {
     let partition = key_of(&ring, 0).partition;
     let (mut exchange, mut request) = Exchange::start(partition, N, a.tree(partition, N), 2);
     let report = loop {
-        let reply = replica::serve(&b, &ring, &request).expect("replica request");
-        match exchange.on_reply(reply, &a, &ring).expect("exchange") {
+        let reply = serve(&b, &ring, &request, ObjectLimits::for_test());
+        match exchange
+            .on_reply(reply, self::local(&a, ObjectLimits::for_test()), &ring)
+            .expect("exchange")
+        {
             Step::Send(next) => request = next,
             Step::Done(report) => break report,
         }
@@ -181,5 +217,36 @@ fn a_budget_limits_one_exchange_and_the_next_finishes() {
     assert_eq!(report.keys_repaired, 2);
     let (rest, _) = self::exchange(&a, &b, &ring, partition);
     assert_eq!(rest.keys_repaired, rest.keys_different);
+    assert_eq!(a.tree(partition, N), b.tree(partition, N));
+}
+
+#[test]
+fn replies_capped_by_a_small_batch_budget_still_repair_every_key() {
+    let ring = ring();
+    let (a, b) = (store(), store());
+    let partition = key_of(&ring, 0).partition;
+    let in_partition: Vec<u32> = (0..20_000)
+        .filter(|&i| key_of(&ring, i).partition == partition)
+        .take(120)
+        .collect();
+    let value = "x".repeat(300);
+    for (n, &i) in in_partition.iter().enumerate() {
+        match n % 3 {
+            0 => write(&a, &ring, i, &value, 1),
+            1 => write(&b, &ring, i, &value, 2),
+            _ => {
+                write(&a, &ring, i, &value, 1);
+                write(&b, &ring, i, "other", 2);
+            }
+        }
+    }
+    let limits = ObjectLimits {
+        batch_bytes_max: 2048,
+        ..ObjectLimits::for_test()
+    };
+    let (report, _, largest) = exchange_with(&a, &b, &ring, partition, limits);
+    assert_eq!(report.keys_different, 120, "{report:?}");
+    assert_eq!(report.keys_repaired, 120, "{report:?}");
+    assert!(largest < 2 * 2048 + 1024, "a reply of {largest} bytes");
     assert_eq!(a.tree(partition, N), b.tree(partition, N));
 }

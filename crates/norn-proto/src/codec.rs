@@ -39,6 +39,26 @@ pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, ProtoError> {
     Ok(out)
 }
 
+/// How many bytes the encoding of `value` takes, without building it.
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> Result<usize, ProtoError> {
+    struct Counter(usize);
+    impl std::io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    bincode::serde::encode_into_std_write(value, &mut counter, config::<DECODE_LIMIT_BYTES>())
+        .map_err(|e| ProtoError::Encode {
+            reason: e.to_string(),
+        })?;
+    Ok(counter.0)
+}
+
 /// Decodes exactly one `T` from all of `bytes`: trailing bytes are an error.
 ///
 /// The byte limit follows the input: [`CLAIM_PER_INPUT_BYTE`] times the next

@@ -117,6 +117,11 @@ pub enum Request {
     AdminRepairStatus,
     /// Admin: the receiver's outgoing ownership transfers.
     AdminTransfers,
+    /// Anti-entropy: the root hash of the receiver's tree of `(p, n)` for
+    /// each partition `p`, in order (answered with [`Response::Hashes`]):
+    /// a repair compares whole rings of partitions in a few requests and
+    /// exchanges only the partitions whose roots differ.
+    TreeRoots { n: u8, partitions: Vec<Partition> },
 }
 
 /// A key named on the wire.
@@ -299,11 +304,18 @@ pub enum Response {
     Hints(Vec<(NodeId, u64, u64)>),
     /// Tree node hashes, in the order asked.
     Hashes(Vec<u128>),
-    /// Keys with their digests.
-    SegmentDigests(Vec<KeyDigest>),
+    /// The keys of the listed segments, with their digests: every segment
+    /// asked for up to the replier's batch budget (at least one), in
+    /// segment order; the asker asks again for the others.
+    SegmentDigests {
+        segments: Vec<u32>,
+        digests: Vec<KeyDigest>,
+    },
     /// One digest per key asked, in order.
     KeyDigests(Vec<Option<u64>>),
-    /// One object per key asked, in order.
+    /// One object per key asked, in order, for the first keys asked: as
+    /// many as the replier's batch budget holds (at least one); the asker
+    /// asks again for the rest.
     Objects(Vec<Option<Object>>),
     /// How many of a batch were stored (or reaped).
     StoredMany {
@@ -370,6 +382,9 @@ pub enum ErrorCode {
     TooManySiblings,
     /// The request timed out; a write may have reached some replicas.
     Timeout,
+    /// The write would leave an object past the size limit; nothing was
+    /// written.
+    TooLarge,
 }
 
 /// An error a node returns instead of a result.

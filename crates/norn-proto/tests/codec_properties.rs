@@ -59,7 +59,7 @@ fn objects() -> impl Strategy<Value = Object> {
                 } else {
                     Context::default()
                 };
-                object.update(&context, ActorId(actor), value)
+                object.update(&context, ActorId::new(actor, 1), value)
             })
     })
 }
@@ -250,7 +250,11 @@ fn convergence_requests() -> impl Strategy<Value = Request> {
 fn convergence_responses() -> impl Strategy<Value = Response> {
     prop_oneof![
         prop::collection::vec(any::<u128>(), 0..8).prop_map(Response::Hashes),
-        prop::collection::vec(key_digests(), 0..4).prop_map(Response::SegmentDigests),
+        (
+            prop::collection::vec(any::<u32>(), 0..4),
+            prop::collection::vec(key_digests(), 0..4)
+        )
+            .prop_map(|(segments, digests)| Response::SegmentDigests { segments, digests }),
         prop::collection::vec(any::<Option<u64>>(), 0..4).prop_map(Response::KeyDigests),
         prop::collection::vec(prop::option::of(objects()), 0..3).prop_map(Response::Objects),
         any::<u32>().prop_map(|count| Response::StoredMany { count }),
@@ -589,10 +593,10 @@ fn sample_frames() -> Vec<Vec<u8>> {
     let object = Object::new()
         .update(
             &Context::default(),
-            ActorId(1),
+            ActorId::new(1, 1),
             Sibling::Value(b"v1".to_vec()),
         )
-        .update(&Context::default(), ActorId(2), Sibling::Tombstone);
+        .update(&Context::default(), ActorId::new(2, 1), Sibling::Tombstone);
     let requests = [
         Request::Ping,
         Request::AdminPlan,

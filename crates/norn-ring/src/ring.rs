@@ -212,6 +212,12 @@ impl Ring {
         self.data.partition_bits
     }
 
+    /// Every partition of the ring, in order: `0..partition_count()`,
+    /// all 65,536 of them at 16 bits (a count a `u16` cannot hold).
+    pub fn partitions(&self) -> impl Iterator<Item = Partition> {
+        (0..self.partition_count()).map(|p| Partition(p as u16))
+    }
+
     pub fn partition_count(&self) -> usize {
         self.data.owners.len()
     }

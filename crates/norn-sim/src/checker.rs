@@ -3,7 +3,14 @@
 //! client wrote; the replicas of each key must be byte-equal; and no key
 //! may hold more siblings than there were concurrent writers of it: the
 //! clients, plus each write that may stand beside another of the same
-//! client ([`History::extra_writers`](crate::workload::History)).
+//! client ([`History::extra_writers`](crate::workload::History)). Blind
+//! keys, whose every write adds a sibling, have their own rules: every
+//! acknowledged value is present unless some delete read it; a value an
+//! acknowledged delete covered never returns (no other write carries it);
+//! a value whose write was refused ("nothing was written") never appears.
+//! The last two hold for writes the network did not deliver twice: a write
+//! delivered twice is coordinated twice, and a delete or refusal may meet
+//! one of its two dots only.
 
 use std::collections::BTreeSet;
 
@@ -12,7 +19,9 @@ use norn_proto::codec;
 use norn_storage::{DataKey, Storage};
 
 use crate::node::{SimNode, N};
-use crate::workload::{union_of, AddOutcome, BUCKET, REGISTER_KEYS, SET_KEYS};
+use crate::workload::{
+    blind_id, union_of, AddOutcome, BLIND_KEYS, BUCKET, REGISTER_KEYS, SET_KEYS,
+};
 use crate::world::Run;
 
 /// The verdict on one run.
@@ -32,12 +41,22 @@ pub struct Verdict {
     pub most_siblings: usize,
     /// A key held more siblings than its concurrent writers.
     pub too_many_siblings: bool,
+    /// Acknowledged blind values, and those lost (absent, no delete read them).
+    pub blind_acknowledged: usize,
+    pub blind_lost: Vec<String>,
+    /// Values an acknowledged delete covered that came back.
+    pub resurrected: Vec<String>,
+    /// Values of refused writes found stored.
+    pub refused_but_stored: Vec<String>,
     pub converged_after_ms: Option<u64>,
 }
 
 impl Verdict {
     pub fn passed(&self) -> bool {
         self.lost.is_empty()
+            && self.blind_lost.is_empty()
+            && self.resurrected.is_empty()
+            && self.refused_but_stored.is_empty()
             && self.phantoms.is_empty()
             && self.diverged.is_empty()
             && !self.too_many_siblings
@@ -58,7 +77,11 @@ fn data_key(node: &SimNode, key: &str) -> DataKey {
 /// The workload keys whose N primaries do not hold byte-equal records.
 pub fn replica_differences(nodes: &[SimNode]) -> Vec<String> {
     let mut diverged = Vec::new();
-    for key in SET_KEYS.iter().chain(REGISTER_KEYS.iter()) {
+    for key in SET_KEYS
+        .iter()
+        .chain(REGISTER_KEYS.iter())
+        .chain(BLIND_KEYS.iter())
+    {
         let data_key = data_key(&nodes[0], key);
         let list = nodes[0]
             .ring()
@@ -102,13 +125,16 @@ pub fn check(run: &Run, clients: usize) -> Verdict {
         diverged: replica_differences(&run.nodes),
         ..Verdict::default()
     };
+    check_blind(run, &mut verdict);
     let mut note_siblings = |key: &str, count: usize| {
         let writers = clients + history.extra_writers.get(key).copied().unwrap_or(0);
         verdict.most_siblings = verdict.most_siblings.max(count);
         verdict.too_many_siblings |= count > writers;
     };
     for (key, count) in &history.most_siblings {
-        note_siblings(key, *count);
+        if !BLIND_KEYS.contains(&key.as_str()) {
+            note_siblings(key, *count);
+        }
     }
     for key in SET_KEYS {
         let acknowledged: Vec<u32> = history
@@ -157,4 +183,43 @@ pub fn check(run: &Run, clients: usize) -> Verdict {
         }
     }
     verdict
+}
+
+/// The rules of the blind keys (see the module's doc).
+fn check_blind(run: &Run, verdict: &mut Verdict) {
+    let history = &run.history;
+    for key in BLIND_KEYS {
+        let Ok(object) = final_object(&run.nodes, key) else {
+            continue;
+        };
+        let present: BTreeSet<String> = object
+            .iter()
+            .flat_map(|o| o.live_values())
+            .map(blind_id)
+            .collect();
+        for (id, (k, outcome)) in &history.blind_values {
+            if k != key {
+                continue;
+            }
+            if *outcome == AddOutcome::Acknowledged {
+                verdict.blind_acknowledged += 1;
+                if !present.contains(id) && !history.delete_attempted_over.contains(id) {
+                    verdict.blind_lost.push(id.clone());
+                }
+            }
+        }
+        for id in &present {
+            // A write delivered twice got two dots; a delete may have seen
+            // only one of them.
+            if history.deleted.contains(id) && !history.duplicated_values.contains(id) {
+                verdict.resurrected.push(format!("{key}: {id}"));
+            }
+            if history.refused_values.contains(id) && !history.duplicated_values.contains(id) {
+                verdict.refused_but_stored.push(format!("{key}: {id}"));
+            }
+            if !history.blind_values.contains_key(id) {
+                verdict.phantoms.push(format!("{key}: value {id}"));
+            }
+        }
+    }
 }

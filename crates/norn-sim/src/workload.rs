@@ -6,16 +6,27 @@
 //!   acknowledged, failed, or unknown (no answer).
 //! - Register: a client reads a register key and writes a new unique value
 //!   with the context it read.
+//! - Blind: a client writes a unique value with no context (it adds a
+//!   sibling), some of them large enough that a third sibling would pass
+//!   the object limit; or reads the key and deletes it with the context it
+//!   read. Blind writes through fallbacks that handed their copies off are
+//!   how a node meets keys it does not hold (riak_kv#679).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use norn_clock::{Context, Sibling};
-use norn_proto::{QuorumOptions, Request, Response};
+use norn_proto::{ErrorCode, QuorumOptions, Request, Response};
 
 /// Keys the set-add workload uses.
 pub const SET_KEYS: [&str; 3] = ["set-0", "set-1", "set-2"];
 /// Keys the register workload uses.
 pub const REGISTER_KEYS: [&str; 1] = ["register-0"];
+/// Keys the blind workload uses.
+pub const BLIND_KEYS: [&str; 2] = ["blind-0", "blind-1"];
+/// The object limit of simulated nodes: a third large sibling passes it.
+pub const OBJECT_BYTES_MAX: usize = 64 << 10;
+/// The size of a large blind value.
+pub const LARGE_VALUE_BYTES: usize = 24 << 10;
 /// Bucket of every workload key.
 pub const BUCKET: &[u8] = b"sim";
 
@@ -43,6 +54,24 @@ pub struct History {
     pub extra_writers: BTreeMap<String, usize>,
     pub reads: u64,
     pub failed_reads: u64,
+    /// Blind value id -> (key, outcome of its write).
+    pub blind_values: BTreeMap<String, (String, AddOutcome)>,
+    /// Blind value ids a refused write carried ("nothing was written"):
+    /// they must never appear, unless the write was delivered twice.
+    pub refused_values: BTreeSet<String>,
+    /// Blind value ids of writes the network delivered twice.
+    pub duplicated_values: BTreeSet<String>,
+    /// Blind value ids some delete read before deleting: they may be gone.
+    pub delete_attempted_over: BTreeSet<String>,
+    /// Blind value ids an acknowledged delete covered: they must be gone,
+    /// since no other write carries them.
+    pub deleted: BTreeSet<String>,
+}
+
+/// The id of a blind value: its bytes up to the first `:`.
+pub fn blind_id(value: &[u8]) -> String {
+    let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+    String::from_utf8_lossy(&value[..end]).into_owned()
 }
 
 /// The set encoded in a value: big-endian u32s.
@@ -81,6 +110,18 @@ enum State {
     Writing {
         key: String,
         element: Option<u32>,
+    },
+    /// Reading a blind key to delete what the read shows.
+    ReadingToDelete {
+        key: String,
+    },
+    /// A blind write of the value with id `id`.
+    WritingBlind {
+        id: String,
+    },
+    /// Deleting a blind key over a read that showed `ids`.
+    Deleting {
+        ids: Vec<String>,
     },
 }
 
@@ -149,6 +190,43 @@ impl Client {
         })
     }
 
+    /// Starts a blind write of a new unique value to `key` (large when
+    /// `large`), with no context.
+    pub fn start_blind_write(&mut self, key: &str, large: bool, history: &mut History) -> Call {
+        self.sequence += 1;
+        let id = format!("b{}-{}", self.index, self.sequence);
+        let mut value = format!("{id}:").into_bytes();
+        if large {
+            value.resize(LARGE_VALUE_BYTES, b'.');
+        }
+        history
+            .blind_values
+            .insert(id.clone(), (key.to_string(), AddOutcome::Unknown));
+        self.state = State::WritingBlind { id };
+        self.call(Request::Put {
+            bucket: BUCKET.to_vec(),
+            key: key.as_bytes().to_vec(),
+            value: Some(value),
+            context: None,
+            options: options(2, 2),
+            timeout_ms: None,
+            forwarded: false,
+        })
+    }
+
+    /// Starts a read of `key` that deletes what it shows.
+    pub fn start_delete(&mut self, key: &str) -> Call {
+        self.state = State::ReadingToDelete {
+            key: key.to_string(),
+        };
+        self.call(Request::Get {
+            bucket: BUCKET.to_vec(),
+            key: key.as_bytes().to_vec(),
+            options: options(2, 2),
+            timeout_ms: None,
+        })
+    }
+
     pub fn is_idle(&self) -> bool {
         matches!(self.state, State::Idle)
     }
@@ -168,6 +246,55 @@ impl Client {
         self.awaiting = None;
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Idle => None,
+            State::ReadingToDelete { key } => {
+                history.reads += 1;
+                let Some(Response::Value(reply)) = response else {
+                    history.failed_reads += 1;
+                    return None;
+                };
+                let ids: Vec<String> = reply
+                    .siblings
+                    .iter()
+                    .filter_map(|s| match s {
+                        Sibling::Value(v) => Some(blind_id(v)),
+                        Sibling::Tombstone => None,
+                    })
+                    .collect();
+                history.delete_attempted_over.extend(ids.iter().cloned());
+                self.state = State::Deleting { ids };
+                Some(self.call(Request::Put {
+                    bucket: BUCKET.to_vec(),
+                    key: key.into_bytes(),
+                    value: None,
+                    context: Some(reply.context),
+                    options: options(2, 2),
+                    timeout_ms: None,
+                    forwarded: false,
+                }))
+            }
+            State::WritingBlind { id } => {
+                let outcome = match &response {
+                    Some(Response::Written(_)) => AddOutcome::Acknowledged,
+                    Some(Response::Error(e))
+                        if matches!(e.code, ErrorCode::TooLarge | ErrorCode::TooManySiblings) =>
+                    {
+                        history.refused_values.insert(id.clone());
+                        AddOutcome::Failed
+                    }
+                    Some(_) => AddOutcome::Failed,
+                    None => AddOutcome::Unknown,
+                };
+                if let Some(entry) = history.blind_values.get_mut(&id) {
+                    entry.1 = outcome;
+                }
+                None
+            }
+            State::Deleting { ids } => {
+                if matches!(response, Some(Response::Written(_))) {
+                    history.deleted.extend(ids);
+                }
+                None
+            }
             State::Reading { key, register } => {
                 history.reads += 1;
                 let Some(Response::Value(reply)) = response else {

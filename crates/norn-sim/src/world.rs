@@ -13,7 +13,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
 use crate::node::{Addr, Body, Envelope, NodeTiming, Out, SimNode, Timer};
-use crate::workload::{Client, History, REGISTER_KEYS, SET_KEYS};
+use crate::workload::{blind_id, Client, History, BLIND_KEYS, REGISTER_KEYS, SET_KEYS};
 
 /// The shape of a run.
 #[derive(Debug, Clone, Copy)]
@@ -33,7 +33,7 @@ impl Default for SimOptions {
         SimOptions {
             nodes: 5,
             clients: 4,
-            fault_ms: 4_000,
+            fault_ms: 20_000,
             settle_ms: 3_000,
             converge_max_ms: 60_000,
         }
@@ -305,11 +305,15 @@ impl World {
         } else {
             1
         };
-        if let (2, Body::Request(Request::Put { key, .. })) = (copies, &envelope.body) {
+        if let (2, Body::Request(Request::Put { key, value, .. })) = (copies, &envelope.body) {
             // A write delivered twice is a write made twice (as a retry
-            // would be): its second dot may stand as one more sibling.
+            // would be): its second dot may stand as one more sibling, and
+            // a refusal of one copy says nothing of the other.
             let key = String::from_utf8_lossy(key).into_owned();
             *self.history.extra_writers.entry(key).or_default() += 1;
+            if let Some(value) = value {
+                self.history.duplicated_values.insert(blind_id(value));
+            }
         }
         for _ in 0..copies {
             let delay = self.rng.gen_range(1..=self.network.max_delay_ms.max(1));
@@ -366,7 +370,7 @@ impl World {
             Fault::Crash { node, power_cut } => self.nodes[*node].crash(*power_cut),
             Fault::Wipe { node } => {
                 self.wiped = true;
-                self.nodes[*node].wipe(&mut self.rng);
+                self.nodes[*node].wipe();
             }
             Fault::Restart { node } => {
                 if !self.nodes[*node].up {
@@ -447,13 +451,25 @@ impl World {
         if !self.faulting || !self.clients[client].is_idle() {
             return;
         }
-        let register = self.rng.gen_bool(0.2);
-        let key = if register {
-            REGISTER_KEYS[self.rng.gen_range(0..REGISTER_KEYS.len())]
-        } else {
-            SET_KEYS[self.rng.gen_range(0..SET_KEYS.len())]
+        let call = match self.rng.gen_range(0..10) {
+            0..=1 => {
+                let key = REGISTER_KEYS[self.rng.gen_range(0..REGISTER_KEYS.len())];
+                self.clients[client].start(key, true)
+            }
+            2..=6 => {
+                let key = SET_KEYS[self.rng.gen_range(0..SET_KEYS.len())];
+                self.clients[client].start(key, false)
+            }
+            7..=8 => {
+                let key = BLIND_KEYS[self.rng.gen_range(0..BLIND_KEYS.len())];
+                let large = self.rng.gen_bool(0.3);
+                self.clients[client].start_blind_write(key, large, &mut self.history)
+            }
+            _ => {
+                let key = BLIND_KEYS[self.rng.gen_range(0..BLIND_KEYS.len())];
+                self.clients[client].start_delete(key)
+            }
         };
-        let call = self.clients[client].start(key, register);
         self.client_send(client, call);
     }
 

@@ -85,7 +85,20 @@ pub fn data_column_options(options: &mut Options) {
 impl RocksBackend {
     /// Opens (creating if missing) the database at `path`.
     pub fn open(path: &Path) -> Result<RocksBackend> {
+        RocksBackend::open_options(path, false)
+    }
+
+    /// Opens the database at `path` with RocksDB's manual WAL flush: writes
+    /// reach the log file only at [`Backend::sync`], so a killed process
+    /// loses every write since the last sync, as a power cut would. For
+    /// tests of durability claims.
+    pub fn open_with_manual_wal_flush(path: &Path) -> Result<RocksBackend> {
+        RocksBackend::open_options(path, true)
+    }
+
+    fn open_options(path: &Path, manual_wal_flush: bool) -> Result<RocksBackend> {
         let mut options = Options::default();
+        options.set_manual_wal_flush(manual_wal_flush);
         options.create_if_missing(true);
         options.create_missing_column_families(true);
         options.set_compression_type(rocksdb::DBCompressionType::Lz4);

@@ -89,6 +89,10 @@ pub struct StoreOptions {
     pub sync_every_write: bool,
     /// Most bytes of hints queued for one target.
     pub hint_bytes_max_per_target: u64,
+    /// RocksDB only, for tests: unsynced writes stay in the process's
+    /// write-ahead-log buffer until the next sync, so that kill -9 loses
+    /// them exactly as a power cut loses what was not fsynced.
+    pub emulate_power_loss_on_kill: bool,
 }
 
 impl Default for StoreOptions {
@@ -97,6 +101,7 @@ impl Default for StoreOptions {
             tree_shape: TreeShape::default(),
             sync_every_write: false,
             hint_bytes_max_per_target: 256 << 20,
+            emulate_power_loss_on_kill: false,
         }
     }
 }
@@ -132,6 +137,9 @@ pub trait Storage: Send + Sync + 'static {
 
     /// A copy of the tree of `(partition, n)`.
     fn tree(&self, partition: Partition, n: u8) -> MerkleTree;
+
+    /// The root hash of the tree of `(partition, n)`, without copying it.
+    fn tree_root(&self, partition: Partition, n: u8) -> Hash128;
 
     /// The Ns with a non-empty tree in `partition`.
     fn tree_ns(&self, partition: Partition) -> Vec<u8>;
@@ -200,7 +208,12 @@ pub struct Store<B: Backend> {
 impl Store<RocksBackend> {
     /// Opens (creating if missing) a RocksDB store in `path`.
     pub fn open_rocks(path: &std::path::Path, options: StoreOptions) -> Result<RocksStorage> {
-        Store::open(RocksBackend::open(path)?, options)
+        let backend = if options.emulate_power_loss_on_kill {
+            RocksBackend::open_with_manual_wal_flush(path)?
+        } else {
+            RocksBackend::open(path)?
+        };
+        Store::open(backend, options)
     }
 }
 
@@ -612,6 +625,10 @@ impl<B: Backend> Storage for Store<B> {
 
     fn tree(&self, partition: Partition, n: u8) -> MerkleTree {
         self.trees.tree(partition, n)
+    }
+
+    fn tree_root(&self, partition: Partition, n: u8) -> Hash128 {
+        self.trees.root(partition, n)
     }
 
     fn tree_ns(&self, partition: Partition) -> Vec<u8> {

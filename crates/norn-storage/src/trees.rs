@@ -60,6 +60,16 @@ impl TreeSet {
             .unwrap_or_else(|| MerkleTree::new(self.shape))
     }
 
+    /// The root hash of `(partition, n)`: zero if it holds no keys.
+    pub fn root(&self, partition: Partition, n: u8) -> Hash128 {
+        if !self.read().contains_key(&partition) {
+            return Hash128::ZERO;
+        }
+        lock_trees(&self.partition(partition))
+            .get(&n)
+            .map_or(Hash128::ZERO, MerkleTree::root)
+    }
+
     /// The Ns whose tree in `partition` holds any key.
     pub fn ns(&self, partition: Partition) -> Vec<u8> {
         lock_trees(&self.partition(partition))

@@ -150,7 +150,7 @@ mod tests {
     fn object(actor: u64, value: &[u8]) -> Object {
         Object::new().update(
             &Context::default(),
-            ActorId(actor),
+            ActorId::new(actor, 1),
             Sibling::Value(value.to_vec()),
         )
     }

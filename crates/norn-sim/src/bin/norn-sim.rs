@@ -35,10 +35,13 @@ fn main() -> ExitCode {
     let options = SimOptions::default();
     let started = std::time::Instant::now();
     let (mut failed, mut acknowledged, mut lost, mut slowest) = (0u64, 0usize, 0usize, 0u64);
+    let (mut blind_acknowledged, mut blind_lost) = (0usize, 0usize);
     for seed in first..first + count {
         let (run, verdict) = simulate(seed, options);
         acknowledged += verdict.acknowledged;
         lost += verdict.lost.len();
+        blind_acknowledged += verdict.blind_acknowledged;
+        blind_lost += verdict.blind_lost.len();
         slowest = slowest.max(verdict.converged_after_ms.unwrap_or(u64::MAX));
         if verbose {
             for (at, fault) in &run.faults {
@@ -58,7 +61,7 @@ fn main() -> ExitCode {
         }
     }
     println!(
-        "{count} seeds from {first} in {:.1} s: {acknowledged} acknowledged elements, {lost} lost, {failed} failed runs, slowest convergence {} ms after healing",
+        "{count} seeds from {first} in {:.1} s: {acknowledged} acknowledged elements, {lost} lost; {blind_acknowledged} acknowledged blind writes, {blind_lost} lost; {failed} failed runs, slowest convergence {} ms after healing",
         started.elapsed().as_secs_f64(),
         slowest
     );

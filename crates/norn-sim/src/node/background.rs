@@ -35,6 +35,10 @@ impl SimNode {
                 let _ = self.store.remove_hint(target, hint);
                 continue;
             };
+            let stored_n = match self.store.get(&key) {
+                Ok(Some(datum)) => datum.n,
+                _ => payload.n,
+            };
             let object = match replica::read_object(&self.store, &key) {
                 Ok(Some(object)) => object,
                 Ok(None) => {
@@ -46,7 +50,7 @@ impl SimNode {
             let Ok(sent) = codec::encode(&object) else {
                 continue;
             };
-            let request = replica::put_request(&key, payload.n, &object, None, true);
+            let request = replica::put_request(&key, stored_n, &object, None, true);
             self.hints_in_flight.insert(target);
             let to = self.node_addr(target);
             self.request(
@@ -56,7 +60,7 @@ impl SimNode {
                     target,
                     hint,
                     key,
-                    n: payload.n,
+                    n: stored_n,
                     sent,
                 },
                 out,
@@ -137,7 +141,7 @@ impl SimNode {
             self.exchange_peer = None;
             return;
         };
-        match exchange.on_reply(response, &self.store, &self.ring) {
+        match exchange.on_reply(response, self.replica(), &self.ring) {
             Ok(Step::Send(request)) => {
                 self.exchange = Some(exchange);
                 let to = self.node_addr(peer);

@@ -5,12 +5,12 @@ use norn_clock::{Context, Object, Sibling};
 use norn_node::coordinator::{
     choose_write_targets, ReadOutcome, ReadTally, WriteOutcome, WriteTally, WriteTarget,
 };
-use norn_node::replica::{self, LocalWriteError};
+use norn_node::replica::{self, CoordinatedWrite, LocalWriteError};
 use norn_proto::{ErrorCode, GetReply, PutReply, QuorumOptions, Request, Response};
 use norn_ring::NodeId;
 use norn_storage::{DataKey, Durability};
 
-use super::{refusal, reply_from, Addr, Coordination, Out, Pending, SimNode, Timer, SIBLINGS_MAX};
+use super::{refusal, reply_from, Addr, Coordination, Out, Pending, SimNode, Timer};
 
 /// A client's write as a node receives it.
 #[derive(Debug)]
@@ -51,7 +51,19 @@ impl SimNode {
         let sync = quorum.dw > 0;
         let sibling = write.value.map_or(Sibling::Tombstone, Sibling::Value);
         let context = write.context.unwrap_or_default();
-        let object = match self.local_write(&data_key, quorum.n, &context, sibling, sync) {
+        let hint_for = targets
+            .iter()
+            .find(|t| t.node == self.id)
+            .and_then(|t| t.hint_for);
+        let local = CoordinatedWrite {
+            key: &data_key,
+            n: quorum.n,
+            context: &context,
+            sibling,
+            hint_for,
+            durability: Durability::synced_if(sync),
+        };
+        let object = match self.local_write(local) {
             Ok(object) => object,
             Err(response) => return Some(response),
         };
@@ -86,28 +98,14 @@ impl SimNode {
         None
     }
 
-    /// The coordinator's own write, with this node's actor.
-    fn local_write(
-        &self,
-        key: &DataKey,
-        n: u8,
-        context: &Context,
-        sibling: Sibling,
-        sync: bool,
-    ) -> Result<Object, Response> {
-        replica::coordinate_write(
-            &self.store,
-            key,
-            n,
-            context,
-            self.actor,
-            sibling,
-            SIBLINGS_MAX,
-            Durability::synced_if(sync),
-        )
-        .map_err(|e| match e {
+    /// The coordinator's own write (see `LocalReplica::coordinate_write`).
+    fn local_write(&self, write: CoordinatedWrite<'_>) -> Result<Object, Response> {
+        self.replica().coordinate_write(write).map_err(|e| match e {
             LocalWriteError::TooManySiblings(count) => {
                 refusal(ErrorCode::TooManySiblings, format!("{count} siblings"))
+            }
+            LocalWriteError::TooLarge { bytes, max } => {
+                refusal(ErrorCode::TooLarge, format!("{bytes} bytes, limit {max}"))
             }
             LocalWriteError::Failed(reason) => refusal(ErrorCode::Storage, reason),
         })
@@ -333,14 +331,9 @@ impl SimNode {
         let Some(merged) = tally.merged() else { return };
         for stale in tally.stale_replicas(&merged) {
             if stale == self.id {
-                let _ = replica::merge_object(
-                    &self.store,
-                    &key,
-                    quorum.n,
-                    &merged,
-                    Durability::Buffered,
-                    None,
-                );
+                let _ = self
+                    .replica()
+                    .merge(&key, quorum.n, &merged, Durability::Buffered, None);
             } else {
                 let request = replica::put_request(&key, quorum.n, &merged, None, false);
                 let to = self.node_addr(stale);

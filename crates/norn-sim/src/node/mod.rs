@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use norn_clock::{ActorId, Object};
+use norn_clock::{Lifetime, Object};
 use norn_membership::{Effect, Member, MemberState, Membership, MembershipConfig};
 use norn_node::coordinator::{Quorum, QuorumDefaults, ReadTally, WriteTally};
 use norn_node::exchange::Exchange;
@@ -131,7 +131,8 @@ enum Coordination {
 pub struct SimNode {
     pub index: usize,
     pub id: NodeId,
-    pub actor: ActorId,
+    /// This run's actors: new at every start, as in nornd.
+    pub lifetime: Lifetime,
     pub incarnation: u64,
     pub up: bool,
     pub store: MemStorage,
@@ -173,7 +174,7 @@ impl SimNode {
         SimNode {
             index,
             id: NodeId(index as u64 + 1),
-            actor: ActorId(rng.gen()),
+            lifetime: Lifetime::new(rng.gen()),
             incarnation: 1,
             up: true,
             store,
@@ -210,23 +211,39 @@ impl SimNode {
         }
     }
 
-    /// Loses the data directory: a fresh store and a new actor id.
-    pub fn wipe(&mut self, rng: &mut SmallRng) {
+    /// Loses the data directory: a fresh store.
+    pub fn wipe(&mut self) {
         self.crash(false);
         self.store = Store::in_memory(StoreOptions::default()).expect("store");
-        self.actor = ActorId(rng.gen());
         self.incarnation = 0;
     }
 
-    /// Starts again after a crash or wipe, with the next incarnation.
+    /// Starts again after a crash or wipe, with the next incarnation and a
+    /// fresh lifetime.
     pub fn restart(&mut self, nodes: usize, rng: &mut SmallRng) {
         self.incarnation += 1;
+        self.lifetime = Lifetime::new(rng.gen());
         self.membership = membership_of(self.index, self.incarnation, &self.ring, nodes, rng);
         self.up = true;
     }
 
     pub fn ring(&self) -> &Ring {
         &self.ring
+    }
+
+    /// This node's replica, with limits scaled down so that large values
+    /// meet the object limit and batches are cut by their byte budget.
+    fn replica(&self) -> replica::LocalReplica<'_> {
+        replica::LocalReplica {
+            storage: &self.store,
+            lifetime: &self.lifetime,
+            limits: replica::ObjectLimits {
+                siblings_max: SIBLINGS_MAX,
+                object_bytes_max: crate::workload::OBJECT_BYTES_MAX,
+                wire_object_bytes_max: 4 * crate::workload::OBJECT_BYTES_MAX,
+                batch_bytes_max: crate::workload::OBJECT_BYTES_MAX / 4,
+            },
+        }
     }
 
     fn request(&mut self, to: Addr, request: Request, pending: Pending, out: &mut Out) {
@@ -369,7 +386,13 @@ impl SimNode {
                 Some(response) => response,
                 None => return,
             },
-            other => match replica::serve(&self.store, &self.ring, &other) {
+            other => match self.replica().serve(
+                replica::ClusterView {
+                    ring: &self.ring,
+                    handing_off: &|_| false,
+                },
+                &other,
+            ) {
                 Some(response) => response,
                 None => refusal(ErrorCode::BadRequest, "not served by simulated nodes"),
             },
@@ -396,7 +419,9 @@ impl SimNode {
             Err(response) => return response,
         };
         let durability = Durability::synced_if(sync);
-        match replica::store_replica_write(&self.store, &data_key, n, object, hint_for, durability)
+        match self
+            .replica()
+            .store_replica_write(&data_key, n, object, hint_for, durability)
         {
             Ok(_) => Response::Stored { synced: sync },
             Err(e) => refusal(ErrorCode::Storage, e),
