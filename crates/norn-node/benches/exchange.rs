@@ -11,8 +11,9 @@
 use std::time::Instant;
 
 use norn_clock::{ActorId, Context, Lifetime, Object, Sibling};
-use norn_node::exchange::{Exchange, ExchangeReport, Step};
-use norn_node::replica::{self, ClusterView, LocalReplica, ObjectLimits};
+use norn_core::exchange::{Exchange, ExchangeReport, Step};
+use norn_core::replica::{self, LocalReplica, ObjectLimits};
+use norn_core::serve::ClusterView;
 use norn_proto::{codec, KeyRef, Request, Response, FRAME_HEADER_BYTES};
 use norn_ring::{NodeId, Ring, RingMember};
 use norn_storage::{Durability, RocksStorage, Storage, Store, StoreOptions};
@@ -40,6 +41,7 @@ fn serve(store: &RocksStorage, ring: &Ring, request: &Request, limits: ObjectLim
     local(store, limits)
         .serve(cluster, request)
         .expect("a replica request")
+        .response
 }
 
 fn wire<T: serde::Serialize>(message: &T) -> usize {

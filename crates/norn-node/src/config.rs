@@ -5,6 +5,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use norn_core::config::{AntiEntropySection, DataSection, RingSection, TransfersSection};
+use norn_core::CoreConfig;
 use norn_membership::MembershipConfig;
 use norn_merkle::TreeShape;
 use norn_net::{EndpointLimits, TlsFiles};
@@ -36,60 +38,6 @@ pub struct NodeConfig {
     pub transfers: TransfersSection,
 }
 
-/// Merkle-tree anti-entropy between the replicas of each partition.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AntiEntropySection {
-    /// Run exchanges in the background (repairs on request run regardless).
-    pub enabled: bool,
-    /// Pause between background exchanges of one partition with its
-    /// replicas, 10..=3,600,000 ms; partitions take turns.
-    pub interval_ms: u64,
-    /// Most differing keys one exchange repairs, 1..=1,000,000; the rest
-    /// wait for the next exchange.
-    pub max_keys_per_exchange: u32,
-    /// Exchange traffic (both directions) per second, 64 KiB..=10 GiB.
-    pub max_bytes_per_sec: u64,
-    /// Remove tombstones that every replica holds, with no hint pending.
-    pub reap_tombstones: bool,
-}
-
-impl Default for AntiEntropySection {
-    fn default() -> Self {
-        AntiEntropySection {
-            enabled: true,
-            interval_ms: 1_000,
-            max_keys_per_exchange: 10_000,
-            max_bytes_per_sec: 16 << 20,
-            reap_tombstones: true,
-        }
-    }
-}
-
-/// Ownership transfers after ring changes.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct TransfersSection {
-    /// How often the node looks for data it holds for other owners,
-    /// 100..=3,600,000 ms.
-    pub interval_ms: u64,
-    /// Keys per batch, 1..=65536; a batch is checkpointed once every target
-    /// stored it.
-    pub batch_keys: u32,
-    /// Transfer traffic per second, 64 KiB..=10 GiB.
-    pub max_bytes_per_sec: u64,
-}
-
-impl Default for TransfersSection {
-    fn default() -> Self {
-        TransfersSection {
-            interval_ms: 1_000,
-            batch_keys: 256,
-            max_bytes_per_sec: 32 << 20,
-        }
-    }
-}
-
 /// The HTTP API.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -107,50 +55,6 @@ impl Default for HttpSection {
         HttpSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             bearer_token: None,
-        }
-    }
-}
-
-/// The data path: sizes, siblings, timeouts, hand-off.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct DataSection {
-    /// Longest bucket name, 1..=255 bytes.
-    pub max_bucket_bytes: usize,
-    /// Longest key, 1..=65536 bytes.
-    pub max_key_bytes: usize,
-    /// Largest value, 1..=32 MiB, at most max_object_bytes.
-    pub max_value_bytes: usize,
-    /// Largest stored object: every sibling of a key and its causal
-    /// history together, max_value_bytes..=limits.max_frame_bytes - 64 KiB,
-    /// so that any object a write leaves fits one frame. A write that would
-    /// pass it is refused on the coordinator before any replica stores it.
-    pub max_object_bytes: usize,
-    /// Siblings past which replies carry a warning, 1..=siblings_max.
-    pub siblings_warn: u32,
-    /// Siblings past which writes are refused, 1..=10000.
-    pub siblings_max: u32,
-    /// Timeout of a client request unless it sets one, 10..=600,000 ms.
-    pub request_timeout_ms: u64,
-    /// How often hints are offered to targets seen up, 100..=600,000 ms.
-    pub hint_delivery_interval_ms: u64,
-    /// Let fallbacks stand in (with a hint) for primaries that are down; off,
-    /// writes go to reachable primaries only.
-    pub hinted_handoff: bool,
-}
-
-impl Default for DataSection {
-    fn default() -> Self {
-        DataSection {
-            max_bucket_bytes: 255,
-            max_key_bytes: 4096,
-            max_value_bytes: 8 << 20,
-            max_object_bytes: 16 << 20,
-            siblings_warn: 25,
-            siblings_max: 100,
-            request_timeout_ms: 5_000,
-            hint_delivery_interval_ms: 1_000,
-            hinted_handoff: true,
         }
     }
 }
@@ -189,28 +93,6 @@ pub struct TlsSection {
     pub cert: PathBuf,
     /// This node's private key (PEM); must not be readable by others.
     pub key: PathBuf,
-}
-
-/// How a ring this node creates is shaped.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RingSection {
-    /// log2 of the partition count of a new ring, 4..=16.
-    pub partition_bits: u8,
-    /// Replicas per key unless a request says otherwise, 1..=n_max.
-    pub default_n: u8,
-    /// Largest N a request may ask for, 1..=16.
-    pub n_max: u8,
-}
-
-impl Default for RingSection {
-    fn default() -> Self {
-        RingSection {
-            partition_bits: norn_ring::PARTITION_BITS_DEFAULT,
-            default_n: 3,
-            n_max: 5,
-        }
-    }
 }
 
 /// The storage engine.
@@ -303,32 +185,26 @@ impl NodeConfig {
     /// Checks every bound; the message names the field.
     pub fn validate(&self) -> Result<(), String> {
         self.validate_node()?;
-        self.validate_ring()?;
-        self.membership.validate().map_err(|e| e.to_string())?;
+        self.core().validate().map_err(|e| e.to_string())?;
         self.validate_storage()?;
         self.validate_limits()?;
-        self.validate_data()?;
-        self.validate_convergence()?;
         self.validate_http()
     }
 
-    /// The `[anti_entropy]` and `[transfers]` sections.
-    fn validate_convergence(&self) -> Result<(), String> {
-        let (ae, transfers) = (&self.anti_entropy, &self.transfers);
-        let rate = (64 << 10)..=(10 << 30);
-        if !(10..=3_600_000).contains(&ae.interval_ms)
-            || !(1..=1_000_000).contains(&ae.max_keys_per_exchange)
-            || !rate.contains(&ae.max_bytes_per_sec)
-        {
-            return Err("anti_entropy.interval_ms must be 10..=3600000, max_keys_per_exchange 1..=1000000 and max_bytes_per_sec 64 KiB..=10 GiB".into());
+    /// What the node's core decides with: the `[ring]`, `[membership]`,
+    /// `[data]`, `[anti_entropy]` and `[transfers]` sections and the bounds
+    /// of `[limits]` and `[storage]` it depends on.
+    pub fn core(&self) -> CoreConfig {
+        CoreConfig {
+            ring: self.ring,
+            membership: self.membership,
+            data: self.data.clone(),
+            anti_entropy: self.anti_entropy.clone(),
+            transfers: self.transfers.clone(),
+            peer_request_timeout_ms: self.limits.peer_request_timeout_ms,
+            max_frame_bytes: self.limits.max_frame_bytes,
+            sync_every_write: self.storage.sync_every_write,
         }
-        if !(100..=3_600_000).contains(&transfers.interval_ms)
-            || !(1..=65_536).contains(&transfers.batch_keys)
-            || !rate.contains(&transfers.max_bytes_per_sec)
-        {
-            return Err("transfers.interval_ms must be 100..=3600000, batch_keys 1..=65536 and max_bytes_per_sec 64 KiB..=10 GiB".into());
-        }
-        Ok(())
     }
 
     /// The `[http]` section: off loopback, a bearer token is required.
@@ -377,26 +253,6 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// The `[ring]` section.
-    fn validate_ring(&self) -> Result<(), String> {
-        let ring = &self.ring;
-        if !(norn_ring::PARTITION_BITS_MIN..=norn_ring::PARTITION_BITS_MAX)
-            .contains(&ring.partition_bits)
-        {
-            return Err(format!(
-                "ring.partition_bits {} must be 4..=16",
-                ring.partition_bits
-            ));
-        }
-        if !(1..=16).contains(&ring.n_max) || !(1..=ring.n_max).contains(&ring.default_n) {
-            return Err(format!(
-                "ring.n_max {} must be 1..=16 and ring.default_n {} 1..=n_max",
-                ring.n_max, ring.default_n
-            ));
-        }
-        Ok(())
-    }
-
     /// The `[storage]` section.
     fn validate_storage(&self) -> Result<(), String> {
         let storage = &self.storage;
@@ -411,59 +267,14 @@ impl NodeConfig {
         Ok(())
     }
 
-    /// The `[limits]` section.
+    /// The `[limits]` section (the frame and timeout bounds are the
+    /// core's, checked by [`CoreConfig::validate`]).
     fn validate_limits(&self) -> Result<(), String> {
-        let limits = &self.limits;
-        if !((64 << 10)..=(64 << 20)).contains(&limits.max_frame_bytes) {
+        let in_flight = self.limits.max_in_flight_per_connection;
+        if !(1..=65_536).contains(&in_flight) {
             return Err(format!(
-                "limits.max_frame_bytes {} must be 64 KiB..=64 MiB",
-                limits.max_frame_bytes
+                "limits.max_in_flight_per_connection {in_flight} must be 1..=65536"
             ));
-        }
-        if !(1..=65_536).contains(&limits.max_in_flight_per_connection) {
-            return Err(format!(
-                "limits.max_in_flight_per_connection {} must be 1..=65536",
-                limits.max_in_flight_per_connection
-            ));
-        }
-        if !(10..=600_000).contains(&limits.peer_request_timeout_ms) {
-            return Err(format!(
-                "limits.peer_request_timeout_ms {} must be 10..=600000",
-                limits.peer_request_timeout_ms
-            ));
-        }
-        Ok(())
-    }
-
-    /// The `[data]` section.
-    fn validate_data(&self) -> Result<(), String> {
-        let limits = &self.limits;
-        let data = &self.data;
-        if !(1..=255).contains(&data.max_bucket_bytes)
-            || !(1..=65_536).contains(&data.max_key_bytes)
-        {
-            return Err(
-                "data.max_bucket_bytes must be 1..=255 and data.max_key_bytes 1..=65536".into(),
-            );
-        }
-        if !(1..=(32 << 20)).contains(&data.max_value_bytes)
-            || data.max_value_bytes > data.max_object_bytes
-            || data.max_object_bytes + (64 << 10) > limits.max_frame_bytes
-        {
-            return Err(format!("data.max_value_bytes {} must be 1..=32 MiB and at most data.max_object_bytes {}, which must be 64 KiB below limits.max_frame_bytes {}", data.max_value_bytes, data.max_object_bytes, limits.max_frame_bytes));
-        }
-        if !(1..=10_000).contains(&data.siblings_max)
-            || !(1..=data.siblings_max).contains(&data.siblings_warn)
-        {
-            return Err(
-                "data.siblings_max must be 1..=10000 and data.siblings_warn 1..=siblings_max"
-                    .into(),
-            );
-        }
-        if !(10..=600_000).contains(&data.request_timeout_ms)
-            || !(100..=600_000).contains(&data.hint_delivery_interval_ms)
-        {
-            return Err("data.request_timeout_ms must be 10..=600000 and data.hint_delivery_interval_ms 100..=600000".into());
         }
         Ok(())
     }

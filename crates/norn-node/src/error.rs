@@ -11,6 +11,8 @@ pub enum NodeError {
     Net(#[from] norn_net::NetError),
     #[error(transparent)]
     Storage(#[from] norn_storage::StorageError),
+    #[error(transparent)]
+    Core(#[from] norn_core::CoreError),
     #[error("certificate names {found}, not a node: issue one with `norn certs node NAME`")]
     NotANodeCertificate { found: String },
     #[error("data directory {dir} belongs to node {stored}, but the certificate names node {certificate}")]

@@ -23,7 +23,8 @@ use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::get;
 use axum::Router;
 use norn_clock::Sibling;
-use norn_proto::{codec, ErrorCode, GetReply, QuorumOptions, Response, WriteReceipt};
+use norn_core::Caller;
+use norn_proto::{codec, ErrorCode, GetReply, QuorumOptions, Request, Response, WriteReceipt};
 use serde::{Deserialize, Serialize};
 
 use crate::node::Node;
@@ -204,15 +205,13 @@ async fn get_key(
     Path((bucket, key)): Path<(String, String)>,
     Query(query): Query<KeyQuery>,
 ) -> HttpResponse {
-    let reply = match node
-        .coordinate_get(
-            bucket.into_bytes(),
-            key.into_bytes(),
-            query.options(),
-            query.timeout_ms,
-        )
-        .await
-    {
+    let request = Request::Get {
+        bucket: bucket.into_bytes(),
+        key: key.into_bytes(),
+        options: query.options(),
+        timeout_ms: query.timeout_ms,
+    };
+    let reply = match node.driver.call(Caller::Http, request).await {
         Response::Value(reply) => reply,
         other => return error_response(other),
     };
@@ -300,17 +299,16 @@ async fn write_key(
         Ok(context) => context,
         Err(message) => return json_error(StatusCode::BAD_REQUEST, "bad_request", &message),
     };
-    let reply = node
-        .coordinate_put(
-            bucket.into_bytes(),
-            key.into_bytes(),
-            value,
-            context,
-            query.options(),
-            query.timeout_ms,
-            false,
-        )
-        .await;
+    let request = Request::Put {
+        bucket: bucket.into_bytes(),
+        key: key.into_bytes(),
+        value,
+        context,
+        options: query.options(),
+        timeout_ms: query.timeout_ms,
+        forwarded: false,
+    };
+    let reply = node.driver.call(Caller::Http, request).await;
     match reply {
         Response::Written(written) => {
             let mut response = StatusCode::NO_CONTENT.into_response();
@@ -354,12 +352,12 @@ async fn delete_key(
 }
 
 async fn health(State(node): State<Arc<Node>>) -> HttpResponse {
-    let ring_version = node.ring().map_or(0, |r| r.version());
+    let ring_version = node.ring().await.map_or(0, |r| r.version());
     axum::Json(serde_json::json!({ "status": "ok", "node": node.id().to_string(), "ring_version": ring_version })).into_response()
 }
 
 async fn ring(State(node): State<Arc<Node>>) -> HttpResponse {
-    match node.ring() {
+    match node.ring().await {
         Some(ring) => axum::Json(&*ring).into_response(),
         None => json_error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -370,11 +368,11 @@ async fn ring(State(node): State<Arc<Node>>) -> HttpResponse {
 }
 
 async fn members(State(node): State<Arc<Node>>) -> HttpResponse {
-    axum::Json(node.member_infos()).into_response()
+    axum::Json(node.members().await).into_response()
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> HttpResponse {
-    let text = node.render_metrics();
+    let text = node.metrics().await;
     (
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],

@@ -122,6 +122,12 @@ pub enum Request {
     /// a repair compares whole rings of partitions in a few requests and
     /// exchanges only the partitions whose roots differ.
     TreeRoots { n: u8, partitions: Vec<Partition> },
+    /// [`Request::KeyDigests`], answered only once the receiver's storage
+    /// is synced: the versions it answers with are on its disk. Tombstone
+    /// removal asks the primaries this, so that no primary can lose a
+    /// tombstone to a power cut (and bring back what it shadowed) after
+    /// the others removed it.
+    DurableKeyDigests { keys: Vec<KeyRef> },
 }
 
 /// A key named on the wire.

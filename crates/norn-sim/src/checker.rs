@@ -18,7 +18,8 @@ use norn_clock::{Object, Sibling};
 use norn_proto::codec;
 use norn_storage::{DataKey, Storage};
 
-use crate::node::{SimNode, N};
+use crate::node::SimNode;
+use crate::workload::N;
 use crate::workload::{
     blind_id, union_of, AddOutcome, BLIND_KEYS, BUCKET, REGISTER_KEYS, SET_KEYS,
 };
@@ -64,8 +65,16 @@ impl Verdict {
     }
 }
 
-fn data_key(node: &SimNode, key: &str) -> DataKey {
-    let ring = node.ring();
+/// The ring the nodes hold (the newest among them).
+fn ring_of(nodes: &[SimNode]) -> std::sync::Arc<norn_ring::Ring> {
+    nodes
+        .iter()
+        .filter_map(SimNode::ring)
+        .max_by_key(|ring| ring.version())
+        .expect("the nodes hold a ring")
+}
+
+fn data_key(ring: &norn_ring::Ring, key: &str) -> DataKey {
     DataKey::new(
         ring.partition_of_key(BUCKET, key.as_bytes()),
         BUCKET,
@@ -82,10 +91,9 @@ pub fn replica_differences(nodes: &[SimNode]) -> Vec<String> {
         .chain(REGISTER_KEYS.iter())
         .chain(BLIND_KEYS.iter())
     {
-        let data_key = data_key(&nodes[0], key);
-        let list = nodes[0]
-            .ring()
-            .preference_list(data_key.partition, usize::from(N));
+        let ring = ring_of(nodes);
+        let data_key = data_key(&ring, key);
+        let list = ring.preference_list(data_key.partition, usize::from(N));
         let copies: BTreeSet<Option<Vec<u8>>> = list
             .primaries()
             .iter()
@@ -103,10 +111,9 @@ pub fn replica_differences(nodes: &[SimNode]) -> Vec<String> {
 
 /// The final object of `key`, as its first primary holds it.
 fn final_object(nodes: &[SimNode], key: &str) -> Result<Option<Object>, String> {
-    let data_key = data_key(&nodes[0], key);
-    let list = nodes[0]
-        .ring()
-        .preference_list(data_key.partition, usize::from(N));
+    let ring = ring_of(nodes);
+    let data_key = data_key(&ring, key);
+    let list = ring.preference_list(data_key.partition, usize::from(N));
     let first = &nodes[list.primaries()[0].0 as usize - 1];
     match first.store.get(&data_key) {
         Ok(Some(datum)) => codec::decode::<Object>(&datum.value)

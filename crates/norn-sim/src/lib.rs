@@ -1,18 +1,21 @@
 //! Deterministic simulation of whole norn clusters.
 //!
-//! Every node runs the real state machines of norn (membership and failure
-//! detection, the coordinator's quorum tallies, the replica operations,
-//! hint queues, anti-entropy exchanges) over MemStorage, in one thread, on a
-//! virtual clock, talking over an in-memory network. One seed drives
+//! Every node is norn's own `norn_core::Core`, the very state machine nornd
+//! drives, over MemStorage, in one thread, on a virtual clock, talking over
+//! an in-memory network; [`node`] only carries its effects. So every
+//! decision the simulator checks (routing, quorums, read repair, hinted
+//! handoff, anti-entropy and its throttles, tombstone removal, transfers,
+//! membership) is the shipped node's. One seed drives
 //! everything: the fault schedule (full, one-way and bridge partitions,
 //! message loss, duplication, reordering and delay, crashes with and
 //! without losing unsynced writes, restarts, a wiped node) and every random
 //! choice, so a seed replays its run exactly (same trace digest).
 //!
-//! Clients run the set-add and register workloads ([`workload`]); after the
-//! faults stop, the cluster heals, hints are delivered and exchanges run
-//! until every key's replicas are byte-equal; then [`checker`] classifies
-//! every acknowledged element.
+//! Clients run the set-add, register and blind write/delete workloads
+//! ([`workload`]); after the faults stop, the cluster heals, hints are
+//! delivered and exchanges run until every key's replicas are byte-equal,
+//! then runs on quietly (tombstones are reaped) and must be equal again;
+//! then [`checker`] classifies every acknowledged write.
 //!
 //! Replay a seed: `cargo run -p norn-sim --release -- --seed SEED`.
 

@@ -17,6 +17,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use norn_clock::{Context, Sibling};
 use norn_proto::{ErrorCode, QuorumOptions, Request, Response};
 
+/// Replication factor of every workload request.
+pub const N: u8 = 3;
+
 /// Keys the set-add workload uses.
 pub const SET_KEYS: [&str; 3] = ["set-0", "set-1", "set-2"];
 /// Keys the register workload uses.
@@ -148,7 +151,7 @@ pub struct Call {
 
 fn options(r: u8, w: u8) -> QuorumOptions {
     QuorumOptions {
-        n: Some(3),
+        n: Some(N),
         r: Some(r),
         w: Some(w),
         dw: Some(w),

@@ -12,7 +12,9 @@ use norn_ring::{NodeId, Ring, RingMember};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
-use crate::node::{Addr, Body, Envelope, NodeTiming, Out, SimNode, Timer};
+use norn_core::{SyncToken, Timer};
+
+use crate::node::{Addr, Body, Envelope, Out, SimNode};
 use crate::workload::{blind_id, Client, History, BLIND_KEYS, REGISTER_KEYS, SET_KEYS};
 
 /// The shape of a run.
@@ -26,6 +28,9 @@ pub struct SimOptions {
     pub settle_ms: u64,
     /// The most virtual time spent waiting for convergence after healing.
     pub converge_max_ms: u64,
+    /// Virtual time the converged cluster runs on before the replicas are
+    /// checked again (tombstones are reaped then).
+    pub quiet_ms: u64,
 }
 
 impl Default for SimOptions {
@@ -36,6 +41,7 @@ impl Default for SimOptions {
             fault_ms: 20_000,
             settle_ms: 3_000,
             converge_max_ms: 60_000,
+            quiet_ms: 5_000,
         }
     }
 }
@@ -82,7 +88,12 @@ pub enum Fault {
 #[derive(Debug)]
 enum Event {
     Deliver(Envelope),
-    NodeTimer(usize, Timer),
+    /// A node's timer, for one generation of its core.
+    NodeTimer(usize, u64, Timer),
+    /// A node's outgoing request got no answer in time.
+    RequestTimeout(usize, u64, u64),
+    /// A node's storage sync is done.
+    Sync(usize, u64, SyncToken),
     ClientStep(usize),
     ClientTimeout(usize, u64),
     Fault(Fault),
@@ -130,6 +141,10 @@ pub struct World {
     faults: Vec<(u64, Fault)>,
     faulting: bool,
     wiped: bool,
+    /// The pending event of each node timer, so a new setting replaces it.
+    timers: BTreeMap<(usize, Timer), u64>,
+    /// The ring every node started with.
+    ring: Arc<Ring>,
     trace: std::collections::hash_map::DefaultHasher,
     messages: u64,
 }
@@ -138,7 +153,7 @@ const CLIENT_TIMEOUT_MS: u64 = 1_500;
 
 impl World {
     pub fn new(seed: u64, options: SimOptions) -> World {
-        let mut rng = SmallRng::seed_from_u64(seed);
+        let rng = SmallRng::seed_from_u64(seed);
         let members = (0..options.nodes).map(|i| {
             (
                 NodeId(i as u64 + 1),
@@ -149,15 +164,7 @@ impl World {
             )
         });
         let ring = Arc::new(Ring::new(6, members).expect("ring"));
-        let timing = NodeTiming {
-            request_timeout_ms: 400,
-            coordination_timeout_ms: 1_000,
-            handoff_interval_ms: 200,
-            anti_entropy_interval_ms: 100,
-        };
-        let nodes = (0..options.nodes)
-            .map(|i| SimNode::new(i, ring.clone(), options.nodes, timing, &mut rng))
-            .collect();
+        let nodes = (0..options.nodes).map(|i| SimNode::new(i, &ring)).collect();
         let mut world = World {
             seed,
             options,
@@ -176,18 +183,13 @@ impl World {
             faults: Vec::new(),
             faulting: true,
             wiped: false,
+            timers: BTreeMap::new(),
+            ring,
             trace: std::collections::hash_map::DefaultHasher::new(),
             messages: 0,
         };
         for node in 0..options.nodes {
-            for (timer, every) in [
-                (Timer::Gossip, 500),
-                (Timer::Handoff, 200),
-                (Timer::AntiEntropy, 100),
-            ] {
-                let first = world.rng.gen_range(0..every);
-                world.schedule(first, Event::NodeTimer(node, timer));
-            }
+            world.start_node(node);
         }
         for client in 0..options.clients {
             // Let gossip see everyone up before the first request.
@@ -199,11 +201,21 @@ impl World {
         world
     }
 
-    fn schedule(&mut self, delay_ms: u64, event: Event) {
+    fn schedule(&mut self, delay_ms: u64, event: Event) -> u64 {
         let id = self.next_event;
         self.next_event += 1;
         self.events.insert(id, event);
         self.queue.push(Reverse((self.now + delay_ms, id)));
+        id
+    }
+
+    /// Starts (or restarts) node `index`'s core.
+    fn start_node(&mut self, index: usize) {
+        let mut out = Out::default();
+        let seed = self.rng.gen();
+        let now = self.now;
+        self.nodes[index].start(now, self.options.nodes, seed, &mut out);
+        self.apply_out(index, out);
     }
 
     /// Draws the fault schedule from the seed: one change every 150-600 ms
@@ -321,12 +333,28 @@ impl World {
         }
     }
 
+    /// Schedules what node `node` asked for: messages, timers (a new
+    /// setting of a timer replaces the pending one), request timeouts, and
+    /// syncs (done a millisecond later, as a disk would).
     fn apply_out(&mut self, node: usize, out: Out) {
+        let generation = self.nodes[node].generation();
         for envelope in out.messages {
             self.send(envelope);
         }
-        for (delay, timer) in out.timers {
-            self.schedule(delay, Event::NodeTimer(node, timer));
+        for (at, timer) in out.timers {
+            if let Some(old) = self.timers.remove(&(node, timer)) {
+                self.events.remove(&old);
+            }
+            let delay = at.saturating_sub(self.now);
+            let id = self.schedule(delay, Event::NodeTimer(node, generation, timer));
+            self.timers.insert((node, timer), id);
+        }
+        for (at, token) in out.timeouts {
+            let delay = at.saturating_sub(self.now);
+            self.schedule(delay, Event::RequestTimeout(node, generation, token));
+        }
+        for token in out.syncs {
+            self.schedule(1, Event::Sync(node, generation, token));
         }
     }
 
@@ -370,11 +398,12 @@ impl World {
             Fault::Crash { node, power_cut } => self.nodes[*node].crash(*power_cut),
             Fault::Wipe { node } => {
                 self.wiped = true;
-                self.nodes[*node].wipe();
+                let ring = self.ring.clone();
+                self.nodes[*node].wipe(&ring);
             }
             Fault::Restart { node } => {
-                if !self.nodes[*node].up {
-                    self.nodes[*node].restart(n, &mut self.rng);
+                if !self.nodes[*node].is_up() {
+                    self.start_node(*node);
                 }
             }
         }
@@ -389,8 +418,8 @@ impl World {
             ..Network::default()
         };
         for node in 0..self.options.nodes {
-            if !self.nodes[node].up {
-                self.nodes[node].restart(self.options.nodes, &mut self.rng);
+            if !self.nodes[node].is_up() {
+                self.start_node(node);
             }
         }
     }
@@ -415,7 +444,7 @@ impl World {
                     Addr::Node(node) => {
                         let mut out = Out::default();
                         let now = self.now;
-                        self.nodes[node].on_message(now, envelope, &mut self.rng, &mut out);
+                        self.nodes[node].on_message(now, envelope, &mut out);
                         self.apply_out(node, out);
                     }
                     Addr::Client(client) => {
@@ -425,11 +454,24 @@ impl World {
                     }
                 }
             }
-            Event::NodeTimer(node, timer) => {
+            Event::NodeTimer(node, generation, timer) => {
+                self.timers.remove(&(node, timer));
                 self.record(("timer", node, timer));
                 let mut out = Out::default();
                 let now = self.now;
-                self.nodes[node].on_timer(now, timer, &mut self.rng, &mut out);
+                self.nodes[node].on_timer(now, generation, timer, &mut out);
+                self.apply_out(node, out);
+            }
+            Event::RequestTimeout(node, generation, token) => {
+                let mut out = Out::default();
+                let now = self.now;
+                self.nodes[node].on_request_timeout(now, generation, token, &mut out);
+                self.apply_out(node, out);
+            }
+            Event::Sync(node, generation, token) => {
+                let mut out = Out::default();
+                let now = self.now;
+                self.nodes[node].on_sync(now, generation, token, &mut out);
                 self.apply_out(node, out);
             }
             Event::ClientStep(client) => self.client_step(client),
@@ -480,6 +522,7 @@ impl World {
             from: Addr::Client(client),
             to: Addr::Node(node),
             id: call.id,
+            generation: 0,
             body: Body::Request(call.request),
         });
     }
@@ -509,24 +552,17 @@ impl World {
     /// Runs the fault window, heals, and waits for convergence.
     pub fn run(mut self) -> Run {
         let heal_at = 1_500 + self.options.fault_ms;
-        while self.now < heal_at + self.options.settle_ms {
-            if !self.step() {
-                break;
-            }
-        }
-        let mut converged_after_ms = None;
+        self.run_until(heal_at + self.options.settle_ms);
         let deadline = heal_at + self.options.converge_max_ms;
-        while self.now < deadline {
-            if self.converged() {
-                converged_after_ms = Some(self.now - heal_at);
-                break;
-            }
-            let check_at = self.now + 250;
-            while self.now < check_at {
-                if !self.step() {
-                    break;
-                }
-            }
+        let mut converged_after_ms = self.run_until_converged(deadline).map(|at| at - heal_at);
+        if converged_after_ms.is_some() {
+            // Quiet time after convergence: verifications go on and reap
+            // the tombstones every replica holds, which must leave the
+            // replicas equal again.
+            self.run_until(self.now + self.options.quiet_ms);
+            converged_after_ms = self
+                .run_until_converged(self.now + self.options.converge_max_ms)
+                .and(converged_after_ms);
         }
         Run {
             seed: self.seed,
@@ -537,6 +573,28 @@ impl World {
             trace: self.trace.finish(),
             messages: self.messages,
         }
+    }
+}
+
+impl World {
+    fn run_until(&mut self, until: u64) {
+        while self.now < until {
+            if !self.step() {
+                break;
+            }
+        }
+    }
+
+    /// Runs until the replicas are converged (checked every 250 ms);
+    /// returns when, or `None` past `deadline`.
+    fn run_until_converged(&mut self, deadline: u64) -> Option<u64> {
+        while self.now < deadline {
+            if self.converged() {
+                return Some(self.now);
+            }
+            self.run_until(self.now + 250);
+        }
+        None
     }
 }
 

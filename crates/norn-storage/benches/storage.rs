@@ -72,7 +72,7 @@ fn bench_raw(ops: u64) -> (f64, f64) {
     options.create_if_missing(true);
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
     options.increase_parallelism(2);
-    norn_storage::backend::data_column_options(&mut options);
+    norn_storage::rocks::data_column_options(&mut options);
     let db = DB::open(&options, dir.path()).expect("open");
     let mut write = WriteOptions::default();
     write.set_sync(false);

@@ -31,6 +31,7 @@ pub enum StorageError {
     Invalid { reason: String },
 }
 
+#[cfg(feature = "rocksdb")]
 impl From<rocksdb::Error> for StorageError {
     fn from(e: rocksdb::Error) -> Self {
         StorageError::Backend {

@@ -2,10 +2,11 @@
 //!
 //! - [`storage`]: the [`Storage`] trait the node uses, and its one
 //!   implementation [`Store`] over a [`backend::Backend`].
-//! - [`backend`]: the small key-value front a store runs on: [`RocksBackend`]
-//!   (column families `data`, `hints`, `trees`, `meta`) and [`MemBackend`]
-//!   (in memory, able to lose unsynced writes like a power cut, for the
-//!   simulator).
+//! - [`backend`]: the small key-value front a store runs on, and
+//!   [`MemBackend`] (in memory, able to lose unsynced writes like a power
+//!   cut, for the simulator).
+//! - `rocks` (feature `rocksdb`, on by default): `RocksBackend`, column
+//!   families `data`, `hints`, `trees`, `meta`; the only user of RocksDB.
 //! - [`keys`]: [`DataKey`] and the byte layout of every column family's keys;
 //!   data keys start with their partition, so a partition is one range.
 //! - [`record`]: every stored value is sealed with a format version and a
@@ -20,13 +21,19 @@ pub mod error;
 pub mod group_commit;
 pub mod keys;
 pub mod record;
+#[cfg(feature = "rocksdb")]
+pub mod rocks;
 pub mod storage;
 pub mod trees;
 
-pub use backend::{MemBackend, RocksBackend};
+pub use backend::MemBackend;
 pub use error::StorageError;
 pub use keys::DataKey;
+#[cfg(feature = "rocksdb")]
+pub use rocks::RocksBackend;
+#[cfg(feature = "rocksdb")]
+pub use storage::RocksStorage;
 pub use storage::{
-    Change, Datum, Durability, HintId, HintQueueStats, MemStorage, RocksStorage, ScanPage, Storage,
-    Store, StoreOptions,
+    Change, Datum, Durability, HintId, HintQueueStats, MemStorage, ScanPage, Storage, Store,
+    StoreOptions,
 };

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use norn_merkle::{Hash128, MerkleTree, TreeShape};
 use norn_ring::{NodeId, Partition};
 
-use crate::backend::{Backend, BatchOp, Column, MemBackend, RocksBackend};
+use crate::backend::{Backend, BatchOp, Column, MemBackend};
 use crate::error::{Result, StorageError};
 use crate::group_commit::GroupCommit;
 use crate::keys::{self, DataKey};
@@ -108,7 +108,7 @@ impl Default for StoreOptions {
 
 /// What the node needs from storage. Every method is atomic: it changes
 /// all it says, or (on error) nothing.
-pub trait Storage: Send + Sync + 'static {
+pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// One datum; a record failing its checksum is [`StorageError::Corrupt`].
     fn get(&self, key: &DataKey) -> Result<Option<Datum>>;
 
@@ -184,7 +184,8 @@ pub trait Storage: Send + Sync + 'static {
 }
 
 /// Storage on RocksDB.
-pub type RocksStorage = Store<RocksBackend>;
+#[cfg(feature = "rocksdb")]
+pub type RocksStorage = Store<crate::rocks::RocksBackend>;
 /// Storage in memory, for the simulator.
 pub type MemStorage = Store<MemBackend>;
 
@@ -203,18 +204,6 @@ pub struct Store<B: Backend> {
     /// Data keys (encoded) seen failing their checksum whose partition's
     /// trees were rebuilt without them; cleared when the key is rewritten.
     known_corrupt: Mutex<HashSet<Vec<u8>>>,
-}
-
-impl Store<RocksBackend> {
-    /// Opens (creating if missing) a RocksDB store in `path`.
-    pub fn open_rocks(path: &std::path::Path, options: StoreOptions) -> Result<RocksStorage> {
-        let backend = if options.emulate_power_loss_on_kill {
-            RocksBackend::open_with_manual_wal_flush(path)?
-        } else {
-            RocksBackend::open(path)?
-        };
-        Store::open(backend, options)
-    }
 }
 
 impl Store<MemBackend> {

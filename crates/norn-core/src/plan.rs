@@ -7,10 +7,22 @@ use norn_membership::{ChangeKind, Member, StagedChange};
 use norn_proto::{PlanNode, PlanView};
 use norn_ring::{NodeId, Ring, RingMember};
 
+use crate::error::CoreError;
+
 /// The ring a commit of `staged` would produce. Leaves and removes apply
 /// first, then joins, each in node-id order, so every node proposes the same
 /// ring from the same inputs.
 pub fn propose(
+    current: Option<&Ring>,
+    staged: &[StagedChange],
+    members: &BTreeMap<NodeId, Member>,
+    partition_bits: u8,
+) -> Result<Ring, CoreError> {
+    next_ring(current, staged, members, partition_bits)
+        .map_err(|reason| CoreError::PlanRefused { reason })
+}
+
+fn next_ring(
     current: Option<&Ring>,
     staged: &[StagedChange],
     members: &BTreeMap<NodeId, Member>,
@@ -91,7 +103,7 @@ pub fn view(
     let proposed = match propose(current, staged, members, partition_bits) {
         Ok(ring) => ring,
         Err(reason) => {
-            plan.refusal = Some(reason);
+            plan.refusal = Some(reason.to_string());
             if let Some(ring) = current {
                 plan.nodes = per_node(Some(ring), ring, members);
                 plan.zone_violations = ring.zone_violations(usize::from(n)) as u32;

@@ -6,8 +6,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use norn_clock::{Context, Lifetime, Object, Sibling};
-use norn_merkle::{key_segment, NodeIndex};
-use norn_proto::{codec, ErrorCode, ErrorReply, KeyDigest, KeyObject, KeyRef, Request, Response};
+use norn_merkle::key_segment;
+use norn_proto::{codec, KeyDigest, KeyRef, Request};
+
+use crate::error::CoreError;
 use norn_ring::{NodeId, Partition, Ring};
 use norn_storage::storage::NewHint;
 use norn_storage::trees::version_digest;
@@ -24,13 +26,16 @@ pub struct HintPayload {
 }
 
 /// The hint a fallback stores with a write it takes for `target`.
-fn hint(target: NodeId, bucket: &[u8], key: &[u8], n: u8) -> Result<NewHint, String> {
+fn hint(target: NodeId, bucket: &[u8], key: &[u8], n: u8) -> Result<NewHint, CoreError> {
     let payload = codec::encode(&HintPayload {
         bucket: bucket.to_vec(),
         key: key.to_vec(),
         n,
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| CoreError::Encode {
+        what: "hint",
+        reason: e.to_string(),
+    })?;
     Ok(NewHint { target, payload })
 }
 
@@ -91,11 +96,9 @@ pub enum LocalWriteError {
     /// The write would leave this many siblings, past the limit.
     TooManySiblings(usize),
     /// The write would leave an object of `bytes`, past `max`.
-    TooLarge {
-        bytes: usize,
-        max: usize,
-    },
-    Failed(String),
+    TooLarge { bytes: usize, max: usize },
+    /// The storage failed or the object would not encode.
+    Failed(CoreError),
 }
 
 /// A write this node coordinates, as its own replica takes it.
@@ -132,9 +135,11 @@ impl std::fmt::Debug for LocalReplica<'_> {
 
 /// Decodes a stored object. One that does not decode, or breaks the
 /// clock's invariants (checked on decode), is an error: never served.
-fn decode_stored(key: &DataKey, datum: &Datum) -> Result<Object, String> {
-    codec::decode::<Object>(&datum.value)
-        .map_err(|e| format!("stored object of {key} is invalid: {e}"))
+fn decode_stored(key: &DataKey, datum: &Datum) -> Result<Object, CoreError> {
+    codec::decode::<Object>(&datum.value).map_err(|e| CoreError::InvalidObject {
+        key: key.to_string(),
+        reason: e.to_string(),
+    })
 }
 
 impl LocalReplica<'_> {
@@ -149,7 +154,7 @@ impl LocalReplica<'_> {
             .map(|target| hint(target, &write.key.bucket, &write.key.key, write.n))
             .transpose()
             .map_err(LocalWriteError::Failed)?;
-        let mut outcome = Err(LocalWriteError::Failed("not written".into()));
+        let mut outcome = Err(LocalWriteError::TooManySiblings(0));
         let stored = self
             .storage
             .update(write.key, write.durability, hint, &mut |current| {
@@ -157,8 +162,8 @@ impl LocalReplica<'_> {
                     None => (None, write.n),
                     Some(datum) => match decode_stored(write.key, &datum) {
                         Ok(local) => (Some(local), datum.n.max(write.n)),
-                        Err(reason) => {
-                            tracing::warn!(reason, "overwriting an invalid record");
+                        Err(e) => {
+                            tracing::warn!(error = %e, "overwriting an invalid record");
                             (None, datum.n.max(write.n))
                         }
                     },
@@ -178,7 +183,7 @@ impl LocalReplica<'_> {
                 }
             })
             .map(|_| ());
-        stored.map_err(|e| LocalWriteError::Failed(e.to_string()))?;
+        stored.map_err(|e| LocalWriteError::Failed(e.into()))?;
         outcome.map(|(object, _)| object)
     }
 
@@ -187,7 +192,12 @@ impl LocalReplica<'_> {
         if object.value_count() > self.limits.siblings_max {
             return Err(LocalWriteError::TooManySiblings(object.value_count()));
         }
-        let value = codec::encode(object).map_err(|e| LocalWriteError::Failed(e.to_string()))?;
+        let value = codec::encode(object).map_err(|e| {
+            LocalWriteError::Failed(CoreError::Encode {
+                what: "object",
+                reason: e.to_string(),
+            })
+        })?;
         if value.len() > self.limits.object_bytes_max {
             return Err(LocalWriteError::TooLarge {
                 bytes: value.len(),
@@ -207,7 +217,7 @@ impl LocalReplica<'_> {
         object: &Object,
         hint_for: Option<NodeId>,
         durability: Durability,
-    ) -> Result<Object, String> {
+    ) -> Result<Object, CoreError> {
         let hint = hint_for
             .map(|target| hint(target, &key.bucket, &key.key, n))
             .transpose()?;
@@ -233,37 +243,40 @@ impl LocalReplica<'_> {
         incoming: &Object,
         durability: Durability,
         hint: Option<NewHint>,
-    ) -> Result<Object, String> {
-        let mut outcome = Err(format!("{key} was not merged"));
-        self.storage
-            .update(key, durability, hint, &mut |current| {
-                let (local, n) = match current {
-                    None => (None, n),
-                    Some(datum) => match decode_stored(key, &datum) {
-                        Ok(local) => (Some(local), datum.n.max(n)),
-                        Err(reason) => {
-                            tracing::warn!(reason, "replacing an invalid record");
-                            (None, datum.n.max(n))
-                        }
-                    },
-                };
-                let merged = match &local {
-                    Some(local) => local.sync(incoming),
-                    None => incoming.clone(),
-                };
-                let merged = self.lifetime.after_merge(local.as_ref(), incoming, merged);
-                match codec::encode(&merged) {
-                    Ok(value) => {
-                        outcome = Ok(merged);
-                        Change::Put(Datum { n, value })
-                    }
+    ) -> Result<Object, CoreError> {
+        let mut outcome = Err(CoreError::Storage {
+            reason: format!("{key} was not merged"),
+        });
+        self.storage.update(key, durability, hint, &mut |current| {
+            let (local, n) = match current {
+                None => (None, n),
+                Some(datum) => match decode_stored(key, &datum) {
+                    Ok(local) => (Some(local), datum.n.max(n)),
                     Err(e) => {
-                        outcome = Err(format!("merged object of {key} does not encode: {e}"));
-                        Change::Keep
+                        tracing::warn!(error = %e, "replacing an invalid record");
+                        (None, datum.n.max(n))
                     }
+                },
+            };
+            let merged = match &local {
+                Some(local) => local.sync(incoming),
+                None => incoming.clone(),
+            };
+            let merged = self.lifetime.after_merge(local.as_ref(), incoming, merged);
+            match codec::encode(&merged) {
+                Ok(value) => {
+                    outcome = Ok(merged);
+                    Change::Put(Datum { n, value })
                 }
-            })
-            .map_err(|e| e.to_string())?;
+                Err(e) => {
+                    outcome = Err(CoreError::Encode {
+                        what: "merged object",
+                        reason: e.to_string(),
+                    });
+                    Change::Keep
+                }
+            }
+        })?;
         outcome
     }
 
@@ -272,7 +285,7 @@ impl LocalReplica<'_> {
     /// An invalid record (its checksum holds: it was written so) is
     /// removed, so that its trees stop claiming it and the next exchange
     /// brings the key back from a replica.
-    pub fn read(&self, key: &DataKey) -> Result<Option<Object>, String> {
+    pub fn read(&self, key: &DataKey) -> Result<Option<Object>, CoreError> {
         read_object(self.storage, key)
     }
 
@@ -291,27 +304,27 @@ impl LocalReplica<'_> {
 const SCAN_PAGE: usize = 1024;
 
 /// Where `key` lives on a ring: its storage key.
-pub fn data_key(ring: &Ring, key: &KeyRef) -> Result<DataKey, String> {
+pub fn data_key(ring: &Ring, key: &KeyRef) -> Result<DataKey, CoreError> {
     DataKey::new(
         ring.partition_of_key(&key.bucket, &key.key),
         &key.bucket,
         &key.key,
     )
-    .map_err(|e| e.to_string())
+    .map_err(|e| CoreError::BadKey {
+        reason: e.to_string(),
+    })
 }
 
 /// This replica's copy of `key` (see [`LocalReplica::read`]).
-pub fn read_object(storage: &dyn Storage, key: &DataKey) -> Result<Option<Object>, String> {
-    let datum = match storage.get(key) {
-        Ok(None) => return Ok(None),
-        Ok(Some(datum)) => datum,
-        Err(e) => return Err(e.to_string()),
+pub fn read_object(storage: &dyn Storage, key: &DataKey) -> Result<Option<Object>, CoreError> {
+    let Some(datum) = storage.get(key)? else {
+        return Ok(None);
     };
     match decode_stored(key, &datum) {
         Ok(object) => Ok(Some(object)),
-        Err(reason) => {
+        Err(invalid) => {
             tracing::error!(
-                reason,
+                error = %invalid,
                 "invalid record removed; anti-entropy restores it from a replica"
             );
             let _ = storage.update(
@@ -323,7 +336,7 @@ pub fn read_object(storage: &dyn Storage, key: &DataKey) -> Result<Option<Object
                     _ => Change::Keep,
                 },
             );
-            Err(reason)
+            Err(invalid)
         }
     }
 }
@@ -345,7 +358,7 @@ pub fn segment_digests(
     partition: Partition,
     n: u8,
     segments: &BTreeSet<u32>,
-) -> Result<Vec<KeyDigest>, String> {
+) -> Result<Vec<KeyDigest>, CoreError> {
     let by_segment = digests_by_segment(storage, partition, n, segments)?;
     let mut found: Vec<KeyDigest> = by_segment.into_values().flatten().collect();
     found.sort_by(|a, b| a.key.cmp(&b.key));
@@ -353,12 +366,12 @@ pub fn segment_digests(
 }
 
 /// The keys and digests of `(partition, n)` in each of `segments`.
-fn digests_by_segment(
+pub(crate) fn digests_by_segment(
     storage: &dyn Storage,
     partition: Partition,
     n: u8,
     segments: &BTreeSet<u32>,
-) -> Result<BTreeMap<u32, Vec<KeyDigest>>, String> {
+) -> Result<BTreeMap<u32, Vec<KeyDigest>>, CoreError> {
     let segment_count = storage.tree(partition, n).shape().segments();
     let mut found: BTreeMap<u32, Vec<KeyDigest>> = BTreeMap::new();
     for_each_datum(storage, partition, |key, datum| {
@@ -377,49 +390,16 @@ fn digests_by_segment(
     Ok(found)
 }
 
-/// The digests of whole segments, in segment order, until the next segment
-/// would pass `budget` bytes (the first is always given): the segments
-/// covered and their digests. The caller asks again for the rest.
-fn capped_segment_digests(
-    storage: &dyn Storage,
-    partition: Partition,
-    n: u8,
-    segments: &BTreeSet<u32>,
-    budget: usize,
-) -> Result<(Vec<u32>, Vec<KeyDigest>), String> {
-    let by_segment = digests_by_segment(storage, partition, n, segments)?;
-    let mut covered = Vec::new();
-    let mut digests = Vec::new();
-    let mut bytes = 0;
-    for &segment in segments {
-        let found = by_segment.get(&segment).map_or(&[][..], Vec::as_slice);
-        let size: usize = found.iter().map(digest_bytes).sum();
-        if !covered.is_empty() && bytes + size > budget {
-            break;
-        }
-        bytes += size;
-        covered.push(segment);
-        digests.extend_from_slice(found);
-    }
-    Ok((covered, digests))
-}
-
-fn digest_bytes(digest: &KeyDigest) -> usize {
-    digest.key.bucket.len() + digest.key.key.len() + 16
-}
-
 /// Calls `f` with every readable datum of `partition` in key order, until
 /// it returns false.
 pub fn for_each_datum(
     storage: &dyn Storage,
     partition: Partition,
     mut f: impl FnMut(&DataKey, &Datum) -> bool,
-) -> Result<(), String> {
+) -> Result<(), CoreError> {
     let mut after: Option<DataKey> = None;
     loop {
-        let page = storage
-            .scan_partition(partition, after.as_ref(), SCAN_PAGE)
-            .map_err(|e| e.to_string())?;
+        let page = storage.scan_partition(partition, after.as_ref(), SCAN_PAGE)?;
         for (key, datum) in &page.items {
             if !f(key, datum) {
                 return Ok(());
@@ -438,7 +418,7 @@ pub fn remove_if_unchanged(
     storage: &dyn Storage,
     key: &DataKey,
     digest: u64,
-) -> Result<bool, String> {
+) -> Result<bool, CoreError> {
     remove_if(storage, key, |datum| version_digest(&datum.value) == digest)
 }
 
@@ -449,7 +429,7 @@ pub fn reap_if_unchanged(
     storage: &dyn Storage,
     key: &DataKey,
     digest: u64,
-) -> Result<bool, String> {
+) -> Result<bool, CoreError> {
     remove_if(storage, key, |datum| {
         version_digest(&datum.value) == digest
             && decode_stored(key, datum).is_ok_and(|object| object.is_deleted())
@@ -460,22 +440,20 @@ fn remove_if(
     storage: &dyn Storage,
     key: &DataKey,
     condition: impl Fn(&Datum) -> bool,
-) -> Result<bool, String> {
+) -> Result<bool, CoreError> {
     let mut removed = false;
-    storage
-        .update(
-            key,
-            Durability::Buffered,
-            None,
-            &mut |current| match current {
-                Some(datum) if condition(&datum) => {
-                    removed = true;
-                    Change::Delete
-                }
-                _ => Change::Keep,
-            },
-        )
-        .map_err(|e| e.to_string())?;
+    storage.update(
+        key,
+        Durability::Buffered,
+        None,
+        &mut |current| match current {
+            Some(datum) if condition(&datum) => {
+                removed = true;
+                Change::Delete
+            }
+            _ => Change::Keep,
+        },
+    )?;
     Ok(removed)
 }
 
@@ -499,209 +477,4 @@ pub fn reap_blocked(
         return Some("a hint for one of its primaries is pending here");
     }
     None
-}
-
-fn refuse(message: impl Into<String>) -> Response {
-    Response::Error(ErrorReply {
-        code: ErrorCode::BadRequest,
-        message: message.into(),
-    })
-}
-
-fn storage_error(message: String) -> Response {
-    Response::Error(ErrorReply {
-        code: ErrorCode::Storage,
-        message,
-    })
-}
-
-/// What the node tells the replica service about the cluster.
-#[derive(Clone, Copy)]
-pub struct ClusterView<'a> {
-    pub ring: &'a Ring,
-    /// Whether some node still hands the partition off (see
-    /// `norn_membership::Membership::handing_off`).
-    pub handing_off: &'a dyn Fn(Partition) -> bool,
-}
-
-impl std::fmt::Debug for ClusterView<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterView")
-            .field("ring_version", &self.ring.version())
-            .finish()
-    }
-}
-
-impl LocalReplica<'_> {
-    /// Answers the replica-side requests of exchanges, transfers and
-    /// tombstone removal from this replica's storage; `None` for any other
-    /// request. Replies carry at most the batch budget of objects or
-    /// digests (at least one item); the asker asks again for the rest.
-    pub fn serve(&self, cluster: ClusterView<'_>, request: &Request) -> Option<Response> {
-        let (storage, ring) = (self.storage, cluster.ring);
-        let response = match request {
-            Request::TreeNodes {
-                partition,
-                n,
-                level,
-                indices,
-            } => tree_nodes(storage, *partition, *n, *level, indices),
-            Request::SegmentDigests {
-                partition,
-                n,
-                segments,
-            } => {
-                if usize::from(partition.0) >= ring.partition_count() {
-                    return Some(refuse(format!("no partition {partition} in the ring")));
-                }
-                let segments: BTreeSet<u32> = segments.iter().copied().collect();
-                match capped_segment_digests(
-                    storage,
-                    *partition,
-                    *n,
-                    &segments,
-                    self.limits.batch_bytes_max,
-                ) {
-                    Ok((segments, digests)) => Response::SegmentDigests { segments, digests },
-                    Err(e) => storage_error(e),
-                }
-            }
-            Request::TreeRoots { n, partitions } => {
-                if let Some(bad) = partitions
-                    .iter()
-                    .find(|p| usize::from(p.0) >= ring.partition_count())
-                {
-                    return Some(refuse(format!("no partition {bad} in the ring")));
-                }
-                Response::Hashes(
-                    partitions
-                        .iter()
-                        .map(|&p| storage.tree_root(p, *n).0)
-                        .collect(),
-                )
-            }
-            Request::KeyDigests { keys } => {
-                let mut digests = Vec::with_capacity(keys.len());
-                for key in keys {
-                    match data_key(ring, key) {
-                        Ok(key) => digests.push(digest_of(storage, &key)),
-                        Err(e) => return Some(refuse(e)),
-                    }
-                }
-                Response::KeyDigests(digests)
-            }
-            Request::ReplicaGetMany { keys } => match self.objects(ring, keys) {
-                Ok(objects) => Response::Objects(objects),
-                Err(e) => refuse(e),
-            },
-            Request::ReplicaPutMany { n, items, .. } => self.put_many(ring, *n, items),
-            Request::Reap { items } => self.reap(cluster, items),
-            _ => return None,
-        };
-        Some(response)
-    }
-
-    /// This replica's copies of `keys`, in order, until the batch budget
-    /// is spent (at least one). An object past the object limit is
-    /// answered as absent: it fits no frame.
-    fn objects(&self, ring: &Ring, keys: &[KeyRef]) -> Result<Vec<Option<Object>>, String> {
-        let mut objects = Vec::with_capacity(keys.len());
-        let mut bytes = 0;
-        for key in keys {
-            let key = data_key(ring, key)?;
-            let object = self
-                .read(&key)
-                .ok()
-                .flatten()
-                .filter(|object| self.sendable(&key, object));
-            let size = object
-                .as_ref()
-                .map_or(0, |o| codec::encoded_len(o).unwrap_or(usize::MAX));
-            if !objects.is_empty() && bytes + size > self.limits.batch_bytes_max {
-                break;
-            }
-            bytes += size;
-            objects.push(object);
-        }
-        Ok(objects)
-    }
-
-    /// Removes each tombstone whose stored version still has the digest
-    /// the reaper saw on every primary, unless the removal rule forbids it
-    /// here now ([`reap_blocked`]). Replies with how many were removed.
-    fn reap(&self, cluster: ClusterView<'_>, items: &[KeyDigest]) -> Response {
-        let mut count = 0;
-        for item in items {
-            let key = match data_key(cluster.ring, &item.key) {
-                Ok(key) => key,
-                Err(e) => return refuse(e),
-            };
-            let n = match self.storage.get(&key) {
-                Ok(Some(datum)) => datum.n,
-                _ => continue,
-            };
-            if let Some(reason) = reap_blocked(
-                self.storage,
-                cluster.ring,
-                key.partition,
-                n,
-                cluster.handing_off,
-            ) {
-                tracing::debug!(key = %key, reason, "tombstone kept");
-                continue;
-            }
-            match reap_if_unchanged(self.storage, &key, item.digest) {
-                Ok(removed) => count += u32::from(removed),
-                Err(e) => return storage_error(e),
-            }
-        }
-        Response::StoredMany { count }
-    }
-
-    /// Merges a batch and syncs it to disk before the reply: a transfer
-    /// drops its own copies once every target stored them.
-    fn put_many(&self, ring: &Ring, n: u8, items: &[KeyObject]) -> Response {
-        if n == 0 {
-            return refuse("n must be at least 1");
-        }
-        let mut count = 0;
-        for item in items {
-            let key = match data_key(ring, &item.key) {
-                Ok(key) => key,
-                Err(e) => return refuse(e),
-            };
-            if let Err(e) = self.merge(&key, n, &item.object, Durability::Buffered, None) {
-                return storage_error(e);
-            }
-            count += 1;
-        }
-        match self.storage.sync() {
-            Ok(()) => Response::StoredMany { count },
-            Err(e) => storage_error(e.to_string()),
-        }
-    }
-}
-
-fn tree_nodes(
-    storage: &dyn Storage,
-    partition: Partition,
-    n: u8,
-    level: u8,
-    indices: &[u32],
-) -> Response {
-    let tree = storage.tree(partition, n);
-    let shape = tree.shape();
-    if level > shape.depth {
-        return refuse(format!("tree level {level} is past depth {}", shape.depth));
-    }
-    let width = shape.fanout.pow(u32::from(level));
-    if let Some(bad) = indices.iter().find(|&&i| i >= width) {
-        return refuse(format!("tree level {level} has no node {bad}"));
-    }
-    Response::Hashes(
-        indices
-            .iter()
-            .map(|&index| tree.node(NodeIndex { level, index }).0)
-            .collect(),
-    )
 }

@@ -169,8 +169,8 @@ impl WriteTally {
             && synced >= usize::from(self.quorum.dw)
     }
 
-    /// Decides once: later calls after a decision report it again.
-    fn outcome(&mut self) -> WriteOutcome {
+    /// Where the write stands now.
+    pub fn outcome(&mut self) -> WriteOutcome {
         if self.met() {
             self.decided = true;
             WriteOutcome::Succeeded(self.receipt())

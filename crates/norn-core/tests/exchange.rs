@@ -3,8 +3,9 @@
 //! directions, and an exchange of equal trees sends only the root.
 
 use norn_clock::{ActorId, Context, Lifetime, Object, Sibling};
-use norn_node::exchange::{Exchange, ExchangeReport, Step};
-use norn_node::replica::{self, ClusterView, LocalReplica, ObjectLimits};
+use norn_core::exchange::{Exchange, ExchangeReport, Step};
+use norn_core::replica::{self, LocalReplica, ObjectLimits};
+use norn_core::serve::ClusterView;
 use norn_proto::{codec, KeyRef, Request, Response};
 use norn_ring::{NodeId, Partition, Ring, RingMember};
 use norn_storage::trees::version_digest;
@@ -31,6 +32,7 @@ fn serve(store: &MemStorage, ring: &Ring, request: &Request, limits: ObjectLimit
     local(store, limits)
         .serve(cluster, request)
         .expect("a replica request")
+        .response
 }
 
 fn ring() -> Ring {

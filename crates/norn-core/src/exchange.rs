@@ -15,6 +15,7 @@ use norn_proto::{KeyObject, KeyRef, Request, Response};
 use norn_ring::{Partition, Ring};
 use norn_storage::Durability;
 
+use crate::error::CoreError;
 use crate::replica::{self, LocalReplica};
 
 /// Keys fetched or pushed per request; a request also carries at most
@@ -123,9 +124,9 @@ impl Exchange {
         reply: Response,
         replica: LocalReplica<'_>,
         ring: &Ring,
-    ) -> Result<Step, String> {
+    ) -> Result<Step, CoreError> {
         if let Response::Error(e) = &reply {
-            return Err(format!("peer refused: {}", e.message));
+            return Err(CoreError::exchange(format!("peer refused: {}", e.message)));
         }
         let stage = std::mem::replace(&mut self.stage, Stage::Push { count: 0 });
         match (stage, reply) {
@@ -146,17 +147,24 @@ impl Exchange {
                 self.report.keys_repaired += count;
                 self.next_repair(replica, ring)
             }
-            (stage, reply) => Err(format!("unexpected reply {reply:?} while in {stage:?}")),
+            (stage, reply) => Err(CoreError::exchange(format!(
+                "unexpected reply {reply:?} while in {stage:?}"
+            ))),
         }
     }
 
-    fn on_hashes(&mut self, level: u8, indices: &[u32], hashes: &[u128]) -> Result<Step, String> {
+    fn on_hashes(
+        &mut self,
+        level: u8,
+        indices: &[u32],
+        hashes: &[u128],
+    ) -> Result<Step, CoreError> {
         if hashes.len() != indices.len() {
-            return Err(format!(
+            return Err(CoreError::exchange(format!(
                 "asked for {} tree nodes, got {}",
                 indices.len(),
                 hashes.len()
-            ));
+            )));
         }
         let differing: Vec<u32> = indices
             .iter()
@@ -202,10 +210,12 @@ impl Exchange {
         remote: Vec<norn_proto::KeyDigest>,
         replica: LocalReplica<'_>,
         ring: &Ring,
-    ) -> Result<Step, String> {
+    ) -> Result<Step, CoreError> {
         let covered: BTreeSet<u32> = covered.iter().copied().collect();
         if covered.is_empty() || !covered.is_subset(&asked) {
-            return Err(format!("asked for segments {asked:?}, got {covered:?}"));
+            return Err(CoreError::exchange(format!(
+                "asked for segments {asked:?}, got {covered:?}"
+            )));
         }
         let local: BTreeMap<KeyRef, u64> =
             replica::segment_digests(replica.storage, self.partition, self.n, &covered)?
@@ -258,13 +268,13 @@ impl Exchange {
         objects: Vec<Option<norn_clock::Object>>,
         replica: LocalReplica<'_>,
         ring: &Ring,
-    ) -> Result<Step, String> {
+    ) -> Result<Step, CoreError> {
         if objects.len() > keys.len() || (objects.is_empty() && !keys.is_empty()) {
-            return Err(format!(
+            return Err(CoreError::exchange(format!(
                 "asked for {} objects, got {}",
                 keys.len(),
                 objects.len()
-            ));
+            )));
         }
         for key in keys.drain(objects.len()..).rev() {
             self.to_fetch.push_front(key);
@@ -312,7 +322,7 @@ impl Exchange {
 
     /// The next fetch, then the next push of keys only this replica has,
     /// then the segments the peer has not listed yet.
-    fn next_repair(&mut self, replica: LocalReplica<'_>, ring: &Ring) -> Result<Step, String> {
+    fn next_repair(&mut self, replica: LocalReplica<'_>, ring: &Ring) -> Result<Step, CoreError> {
         if !self.to_fetch.is_empty() {
             let take = self.to_fetch.len().min(KEYS_PER_REQUEST);
             let keys: Vec<KeyRef> = self.to_fetch.drain(..take).collect();

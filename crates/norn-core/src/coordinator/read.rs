@@ -106,7 +106,8 @@ impl ReadTally {
             .collect()
     }
 
-    fn outcome(&self) -> ReadOutcome {
+    /// Where the read stands now.
+    pub fn outcome(&self) -> ReadOutcome {
         let primaries = self
             .replies
             .iter()

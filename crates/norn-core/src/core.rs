@@ -1,0 +1,496 @@
+//! [`Core`]: one node as a deterministic state machine. Its driver feeds it
+//! requests, answers to the requests it sent, timers and finished syncs,
+//! each with the clock reading (`now`, ms) at which it happens, and carries
+//! out the [`Effect`]s it returns. The same inputs in the same order, with
+//! the same seed, give the same effects: that is what lets the simulator's
+//! verdicts speak for nornd.
+
+use std::sync::Arc;
+
+use norn_clock::Lifetime;
+use norn_membership::{Effect as MembershipEffect, GossipMessage, Member, MemberState, Membership};
+use norn_proto::{codec, ErrorCode, MemberInfo, Request, Response};
+use norn_ring::{NodeId, Ring};
+use norn_storage::{Durability, Storage};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+use crate::config::CoreConfig;
+use crate::coordinator::{Coordinator, PutArgs};
+use crate::error::CoreError;
+use crate::handoff::Handoff;
+use crate::io::{CallFailure, CallId, Caller, Destination, Effect, Job, SyncToken, Timer, Token};
+use crate::metrics::{Counter, Gauges, Metrics};
+use crate::node::{error, NodeState, RING_META};
+use crate::outbox::{AfterSync, Outbox, Route};
+use crate::transfer::Transfers;
+use crate::verify::Verifier;
+use crate::{admin, replica};
+
+/// Who a node is in this run, as it gossips itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeIdentity {
+    pub id: NodeId,
+    pub name: String,
+    /// The address peers and clients reach it at.
+    pub address: String,
+    pub zone: String,
+    pub weight: u32,
+    /// Bumped on every start, so that peers tell this run's heartbeats
+    /// from an earlier one's.
+    pub incarnation: u64,
+}
+
+/// One node.
+#[derive(Debug)]
+pub struct Core {
+    node: NodeState,
+    coordinator: Coordinator,
+    handoff: Handoff,
+    verifier: Verifier,
+    transfers: Transfers,
+}
+
+impl Core {
+    /// A node over `storage`, holding the ring stored there if any, with
+    /// `seeds` to gossip with. `seed` drives every random choice (the
+    /// lifetime id of this run among them). Sets its first timers.
+    pub fn new(
+        config: CoreConfig,
+        me: NodeIdentity,
+        seeds: Vec<String>,
+        storage: Arc<dyn Storage>,
+        seed: u64,
+        now: u64,
+    ) -> Result<Core, CoreError> {
+        let ring = match storage.get_meta(RING_META)? {
+            Some(bytes) => Some(codec::decode::<Ring>(&bytes).map_err(|e| CoreError::Meta {
+                what: "ring",
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
+        let mut rng = SmallRng::seed_from_u64(seed);
+        let lifetime = Lifetime::new(rng.gen());
+        let member = Member {
+            id: me.id,
+            name: me.name,
+            address: me.address,
+            zone: me.zone,
+            weight: me.weight,
+            state: MemberState::Active,
+            incarnation: me.incarnation,
+            heartbeat: 0,
+            handoffs: Vec::new(),
+        };
+        let mut membership = Membership::new(member, ring.clone(), config.membership, rng.gen());
+        membership.add_seeds(seeds);
+        tracing::info!(lifetime = %format_args!("{:016x}", lifetime.id()), "dots of this run belong to a fresh lifetime");
+        let mut core = Core {
+            verifier: Verifier::new(config.anti_entropy.max_bytes_per_sec),
+            transfers: Transfers::new(config.transfers.max_bytes_per_sec),
+            coordinator: Coordinator::default(),
+            handoff: Handoff::default(),
+            node: NodeState {
+                now,
+                started_ms: now,
+                id: me.id,
+                storage,
+                lifetime,
+                membership,
+                ring: ring.map(Arc::new),
+                out: Outbox::default(),
+                metrics: Metrics::default(),
+                newest_ring_seen: 0,
+                config,
+            },
+        };
+        core.arm_timers();
+        Ok(core)
+    }
+
+    fn arm_timers(&mut self) {
+        let node = &mut self.node;
+        node.timer_in(0, Timer::Gossip);
+        node.timer_in(
+            node.config.data.hint_delivery_interval_ms,
+            Timer::HintDelivery,
+        );
+        node.timer_in(node.config.transfers.interval_ms, Timer::Transfers);
+        if node.config.anti_entropy.enabled {
+            node.timer_in(node.config.anti_entropy.interval_ms, Timer::AntiEntropy);
+        }
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.node.id
+    }
+
+    /// The id of this run's lifetime (see [`norn_clock::lifetime`]).
+    pub fn lifetime_id(&self) -> u64 {
+        self.node.lifetime.id()
+    }
+
+    /// The effects decided since the last call, in order.
+    pub fn take_effects(&mut self) -> Vec<Effect> {
+        self.node.out.drain()
+    }
+
+    /// A request from `caller`; the answer is an [`Effect::Reply`] to
+    /// `call`, now or later.
+    pub fn on_request(&mut self, now: u64, call: CallId, caller: Caller, request: Request) {
+        self.node.now = now;
+        match request {
+            Request::Get {
+                bucket,
+                key,
+                options,
+                timeout_ms,
+            } => {
+                let node = &mut self.node;
+                self.coordinator
+                    .get(node, call, &bucket, &key, options, timeout_ms);
+            }
+            Request::Put {
+                bucket,
+                key,
+                value,
+                context,
+                options,
+                timeout_ms,
+                forwarded,
+            } => {
+                let args = PutArgs {
+                    bucket,
+                    key,
+                    value,
+                    context,
+                    options,
+                    timeout_ms,
+                    forwarded,
+                };
+                self.coordinator.put(&mut self.node, call, args);
+            }
+            Request::ReplicaPut {
+                bucket,
+                key,
+                n,
+                object,
+                hint_for,
+                sync,
+            } => {
+                let write = ReplicaWrite {
+                    bucket: &bucket,
+                    key: &key,
+                    n,
+                    object: &object,
+                    hint_for,
+                    sync,
+                };
+                replica_put(&mut self.node, call, write);
+            }
+            exchange @ (Request::TreeNodes { .. }
+            | Request::SegmentDigests { .. }
+            | Request::KeyDigests { .. }
+            | Request::ReplicaGetMany { .. }
+            | Request::ReplicaPutMany { .. }
+            | Request::Reap { .. }
+            | Request::TreeRoots { .. }
+            | Request::DurableKeyDigests { .. }) => {
+                serve_replica(&mut self.node, call, &caller, &exchange)
+            }
+            request => {
+                let response = self.answer(&caller, request);
+                self.node.reply(call, response);
+            }
+        }
+    }
+
+    /// Requests answered at once.
+    fn answer(&mut self, caller: &Caller, request: Request) -> Response {
+        let node = &mut self.node;
+        match request {
+            Request::Ping => Response::Pong,
+            Request::Gossip(message) => self.gossip(caller, message),
+            Request::ReplicaGet { bucket, key } => replica_get(node, &bucket, &key),
+            Request::AdminHints => admin::hints(node),
+            Request::AdminMembers => Response::Members(admin::member_infos(node)),
+            Request::AdminRing => Response::Ring(node.membership.ring().cloned()),
+            Request::AdminJoin { seed } => admin::join(node, seed),
+            Request::AdminStage { node: name, kind } => admin::stage(node, &name, kind),
+            Request::AdminPlan => Response::Plan(admin::plan(node)),
+            Request::AdminCommit => self.commit(),
+            Request::AdminRepair { partition } => {
+                admin::repair(node, &mut self.verifier, partition)
+            }
+            Request::AdminRepairProgress => admin::repair_progress(node, &self.verifier),
+            Request::AdminRepairStatus => {
+                Response::RepairStatus(admin::repair_status(node, &self.verifier))
+            }
+            Request::AdminTransfers => {
+                Response::Transfers(self.transfers.views.values().cloned().collect())
+            }
+            _ => error(
+                ErrorCode::BadRequest,
+                "not a request this node answers here",
+            ),
+        }
+    }
+
+    /// Gossip from a peer, which must be the node its certificate names.
+    fn gossip(&mut self, caller: &Caller, message: GossipMessage) -> Response {
+        let sender = message.sender();
+        if *caller != Caller::Node(sender) {
+            tracing::warn!(peer = %caller, claimed = %sender, "refused gossip claiming another node's id");
+            return error(
+                ErrorCode::Forbidden,
+                format!("{caller} may not speak for node {sender}"),
+            );
+        }
+        let effects = self.node.membership.receive(self.node.now, message);
+        self.apply_membership(effects);
+        Response::Ack
+    }
+
+    /// Commits the staged changes as the next ring.
+    fn commit(&mut self) -> Response {
+        let effects = match admin::commit(&mut self.node) {
+            Ok(effects) => effects,
+            Err(refusal) => return refusal,
+        };
+        let version = effects.iter().find_map(|e| match e {
+            MembershipEffect::RingAdopted(ring) => Some(ring.version()),
+            _ => None,
+        });
+        self.apply_membership(effects);
+        match version {
+            Some(version) => Response::Committed { version },
+            None => error(
+                ErrorCode::Conflict,
+                "a newer ring arrived meanwhile; plan again",
+            ),
+        }
+    }
+
+    /// Carries out what the membership state machine asked for.
+    fn apply_membership(&mut self, effects: Vec<MembershipEffect>) {
+        let node = &mut self.node;
+        for effect in effects {
+            match effect {
+                MembershipEffect::Send { address, message } => {
+                    let timeout_ms = node.config.peer_request_timeout_ms;
+                    node.out.send(
+                        Route::Nobody,
+                        Destination::Address(address),
+                        Request::Gossip(message),
+                        timeout_ms,
+                    );
+                }
+                MembershipEffect::PeerUp(peer) => tracing::info!(peer = %peer, "peer up"),
+                MembershipEffect::PeerDown(peer) => tracing::warn!(peer = %peer, "peer down"),
+                MembershipEffect::RingAdopted(ring) => node.adopt_ring(ring),
+            }
+        }
+    }
+
+    /// The outcome of a request this core sent.
+    pub fn on_reply(&mut self, now: u64, token: Token, reply: Result<Response, CallFailure>) {
+        self.node.now = now;
+        let node = &mut self.node;
+        match node.out.route_of(token) {
+            Some(Route::Coordinator) => self.coordinator.on_reply(node, token, reply),
+            Some(Route::Handoff) => self.handoff.on_reply(node, token, reply),
+            Some(Route::Verification) => self.verifier.on_reply(node, token, reply),
+            Some(Route::Transfer) => self.transfers.on_reply(node, token, reply),
+            Some(Route::Nobody) | None => {}
+        }
+    }
+
+    /// A timer this core set is due.
+    pub fn on_timer(&mut self, now: u64, timer: Timer) {
+        self.node.now = now;
+        let node = &mut self.node;
+        match timer {
+            Timer::Gossip => {
+                node.timer_in(node.config.membership.gossip_interval_ms, Timer::Gossip);
+                node.metrics.count(Counter::GossipRounds, 1);
+                let effects = node.membership.tick(now);
+                self.apply_membership(effects);
+            }
+            Timer::HintDelivery => self.handoff.on_tick(node),
+            Timer::AntiEntropy => self.verifier.on_tick(node),
+            Timer::Transfers => self.transfers.on_tick(node),
+            Timer::Deadline(op) => self.coordinator.on_deadline(node, op),
+            Timer::Throttle(Job::Verification) => self.verifier.on_throttle(node),
+            Timer::Throttle(Job::Transfer) => self.transfers.on_throttle(node),
+        }
+    }
+
+    /// A sync this core asked for is done: what waited for it goes on.
+    pub fn on_synced(&mut self, now: u64, token: SyncToken) {
+        self.node.now = now;
+        let node = &mut self.node;
+        match node.out.after_sync(token) {
+            Some(AfterSync::Reply { call, response }) => node.reply(call, response),
+            Some(AfterSync::CoordinatorAck { op }) => self.coordinator.on_local_sync(node, op),
+            None => {}
+        }
+    }
+
+    /// The ring this node holds.
+    pub fn ring(&self) -> Option<Arc<Ring>> {
+        self.node.ring()
+    }
+
+    /// Every member as this node sees it (at the last input's time).
+    pub fn members(&self) -> Vec<MemberInfo> {
+        admin::member_infos(&self.node)
+    }
+
+    /// Whether this node considers `node` up.
+    pub fn sees_up(&self, node: NodeId) -> bool {
+        self.node.is_up(node)
+    }
+
+    /// The metrics text, with its gauges read now.
+    pub fn render_metrics(&self) -> String {
+        let node = &self.node;
+        let queues = node.storage.hint_queues();
+        let views = node.membership.view(node.now);
+        let (oldest_verified_s, partitions_unverified) = self.verifier.gauges(node);
+        let peers_up = views.iter().skip(1).filter(|v| v.up).count() as u64;
+        let gauges = Gauges {
+            hints_pending: queues.values().map(|q| q.hints).sum(),
+            hint_bytes_pending: queues.values().map(|q| q.bytes).sum(),
+            peers_up,
+            peers_down: (views.len().saturating_sub(1) as u64).saturating_sub(peers_up),
+            storage_bytes: node.storage.data_size_bytes(),
+            ring_version: node.ring().map_or(0, |r| r.version()),
+            oldest_verified_s,
+            partitions_unverified,
+        };
+        node.metrics.render(gauges)
+    }
+
+    /// Outgoing requests, syncs and coordinations still in progress (for
+    /// tests of leaks).
+    pub fn in_progress(&self) -> InProgress {
+        let (requests, syncs) = self.node.out.awaited();
+        let (reads, writes, forwards) = self.coordinator.in_progress();
+        InProgress {
+            requests,
+            syncs,
+            reads,
+            writes,
+            forwards,
+        }
+    }
+}
+
+/// What a core still waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct InProgress {
+    pub requests: usize,
+    pub syncs: usize,
+    pub reads: usize,
+    pub writes: usize,
+    pub forwards: usize,
+}
+
+/// A replica write as it arrived.
+#[derive(Debug)]
+struct ReplicaWrite<'a> {
+    bucket: &'a [u8],
+    key: &'a [u8],
+    n: u8,
+    object: &'a norn_clock::Object,
+    hint_for: Option<NodeId>,
+    sync: bool,
+}
+
+/// The replica side of a write: merge, and keep a hint when standing in
+/// for `hint_for`; with `sync`, answered once the write is on disk.
+fn replica_put(node: &mut NodeState, call: CallId, write: ReplicaWrite<'_>) {
+    let data_key = match data_key_in(node, write.bucket, write.key) {
+        Ok(key) => key,
+        Err(refusal) => return node.reply(call, refusal),
+    };
+    let stored = node.replica().store_replica_write(
+        &data_key,
+        write.n,
+        write.object,
+        write.hint_for,
+        Durability::Buffered,
+    );
+    if let Err(reason) = stored {
+        return node.reply(call, error(ErrorCode::Storage, reason));
+    }
+    let synced = node.config.sync_every_write;
+    if write.sync && !synced {
+        let response = Response::Stored { synced: true };
+        node.out.sync(AfterSync::Reply { call, response });
+    } else {
+        node.reply(call, Response::Stored { synced });
+    }
+}
+
+fn replica_get(node: &NodeState, bucket: &[u8], key: &[u8]) -> Response {
+    let data_key = match data_key_in(node, bucket, key) {
+        Ok(key) => key,
+        Err(refusal) => return refusal,
+    };
+    match node.replica().read(&data_key) {
+        Ok(object) => Response::Replica { object },
+        Err(reason) => error(ErrorCode::Storage, reason),
+    }
+}
+
+fn data_key_in(
+    node: &NodeState,
+    bucket: &[u8],
+    key: &[u8],
+) -> Result<norn_storage::DataKey, Response> {
+    let ring = node.ring_or_refusal()?;
+    replica::data_key(
+        &ring,
+        &norn_proto::KeyRef {
+            bucket: bucket.to_vec(),
+            key: key.to_vec(),
+        },
+    )
+    .map_err(|e| error(ErrorCode::BadRequest, e))
+}
+
+/// The replica side of exchanges, transfers and reaps. Writes and removals
+/// are open to nodes only; reads also to admin clients (to inspect
+/// replicas). A batch of writes is answered once it is on disk.
+fn serve_replica(node: &mut NodeState, call: CallId, caller: &Caller, request: &Request) {
+    let writes = matches!(
+        request,
+        Request::ReplicaPutMany { .. } | Request::Reap { .. }
+    );
+    if writes && !matches!(caller, Caller::Node(_)) {
+        let refusal = error(
+            ErrorCode::Forbidden,
+            format!("{caller} may not make replica requests"),
+        );
+        return node.reply(call, refusal);
+    }
+    if let Request::ReplicaPutMany { ring_version, .. } = request {
+        node.newest_ring_seen = node.newest_ring_seen.max(*ring_version);
+    }
+    match node.serve_replica(request) {
+        Some(served) if served.after_sync => node.out.sync(AfterSync::Reply {
+            call,
+            response: served.response,
+        }),
+        Some(served) => node.reply(call, served.response),
+        None => {
+            let refusal = match node.ring() {
+                None => error(ErrorCode::Unavailable, "this node holds no ring yet"),
+                Some(_) => error(ErrorCode::BadRequest, "not a replica request"),
+            };
+            node.reply(call, refusal);
+        }
+    }
+}

@@ -1,0 +1,157 @@
+//! The state every part of a core shares: who the node is, its storage and
+//! lifetime, membership and ring, the clock reading of the current input,
+//! the outbox, the metrics. Each part (coordinator, handoff, verification,
+//! transfers) keeps its own state and is handed this one.
+
+use std::sync::Arc;
+
+use norn_clock::Lifetime;
+use norn_membership::Membership;
+use norn_proto::{ErrorCode, ErrorReply, Request, Response};
+use norn_ring::{NodeId, Partition, Ring};
+use norn_storage::Storage;
+
+use crate::config::CoreConfig;
+use crate::io::{CallId, Destination, Timer, Token};
+use crate::metrics::Metrics;
+use crate::outbox::{Outbox, Route};
+use crate::replica::LocalReplica;
+use crate::serve::{ClusterView, Served};
+
+/// Meta record of the ring this node holds.
+pub(crate) const RING_META: &str = "ring";
+
+/// The shared state of one node.
+#[derive(Debug)]
+pub(crate) struct NodeState {
+    /// The clock reading of the input being handled, in ms.
+    pub(crate) now: u64,
+    pub(crate) started_ms: u64,
+    pub(crate) config: CoreConfig,
+    pub(crate) id: NodeId,
+    pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) lifetime: Lifetime,
+    pub(crate) membership: Membership,
+    pub(crate) ring: Option<Arc<Ring>>,
+    pub(crate) out: Outbox,
+    pub(crate) metrics: Metrics,
+    /// The newest ring version a peer sent data by (see
+    /// [`Request::ReplicaPutMany`]): this node's transfers wait for it.
+    pub(crate) newest_ring_seen: u64,
+}
+
+/// An error reply.
+pub(crate) fn error(code: ErrorCode, message: impl std::fmt::Display) -> Response {
+    Response::Error(ErrorReply {
+        code,
+        message: message.to_string(),
+    })
+}
+
+impl NodeState {
+    /// This node's replica: its storage, this run's actors, the limits.
+    pub(crate) fn replica(&self) -> LocalReplica<'_> {
+        LocalReplica {
+            storage: &*self.storage,
+            lifetime: &self.lifetime,
+            limits: self.config.object_limits(),
+        }
+    }
+
+    pub(crate) fn ring(&self) -> Option<Arc<Ring>> {
+        self.ring.clone()
+    }
+
+    /// The ring, or the error every request that needs one gets.
+    pub(crate) fn ring_or_refusal(&self) -> Result<Arc<Ring>, Response> {
+        self.ring()
+            .ok_or_else(|| error(ErrorCode::Unavailable, "this node holds no ring yet"))
+    }
+
+    pub(crate) fn is_up(&self, node: NodeId) -> bool {
+        node == self.id || self.membership.is_up(node)
+    }
+
+    /// Whether some up node still hands `partition` off to its owners.
+    pub(crate) fn handing_off(&self, partition: Partition) -> bool {
+        !self.membership.handing_off(partition).is_empty()
+    }
+
+    /// Answers the replica-side requests of exchanges, transfers and reaps.
+    pub(crate) fn serve_replica(&self, request: &Request) -> Option<Served> {
+        let ring = self.ring()?;
+        let handing_off = |p| self.handing_off(p);
+        let cluster = ClusterView {
+            ring: &ring,
+            handing_off: &handing_off,
+        };
+        self.replica().serve(cluster, request)
+    }
+
+    /// Sends `request` to member `node` with the peer request timeout;
+    /// `None` when its address is not known (the caller counts it as
+    /// failed at once).
+    pub(crate) fn send_to(
+        &mut self,
+        route: Route,
+        node: NodeId,
+        request: Request,
+    ) -> Option<Token> {
+        let timeout_ms = self.config.peer_request_timeout_ms;
+        self.send_within(route, node, request, timeout_ms)
+    }
+
+    /// [`NodeState::send_to`] with its own timeout.
+    pub(crate) fn send_within(
+        &mut self,
+        route: Route,
+        node: NodeId,
+        request: Request,
+        timeout_ms: u64,
+    ) -> Option<Token> {
+        let address = self.membership.member(node)?.address.clone();
+        Some(self.out.send(
+            route,
+            Destination::Node { id: node, address },
+            request,
+            timeout_ms,
+        ))
+    }
+
+    pub(crate) fn reply(&mut self, call: CallId, response: Response) {
+        self.out.reply(call, response);
+    }
+
+    /// Sets `timer` to fire `after_ms` from now.
+    pub(crate) fn timer_in(&mut self, after_ms: u64, timer: Timer) {
+        let at = self.now + after_ms;
+        self.out.timer(at, timer);
+    }
+
+    /// Milliseconds since the core started.
+    pub(crate) fn uptime_ms(&self) -> u64 {
+        self.now.saturating_sub(self.started_ms)
+    }
+
+    /// Adopts `ring`: keeps it and persists it (fsynced) in `meta`.
+    pub(crate) fn adopt_ring(&mut self, ring: Ring) {
+        let stored = norn_proto::codec::encode(&ring)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                self.storage
+                    .put_meta(RING_META, &bytes)
+                    .map_err(|e| e.to_string())
+            });
+        match stored {
+            Ok(()) => tracing::info!(
+                version = ring.version(),
+                members = ring.members().len(),
+                "ring adopted"
+            ),
+            Err(e) => {
+                tracing::error!(version = ring.version(), error = %e, "ring adopted but not persisted")
+            }
+        }
+        self.ring = Some(Arc::new(ring));
+    }
+}
