@@ -100,21 +100,18 @@ impl LocalReplica<'_> {
     /// digests (at least one item); the asker asks again for the rest.
     pub fn serve(&self, cluster: ClusterView<'_>, request: &Request) -> Option<Served> {
         let (storage, ring) = (self.storage, cluster.ring);
-        match request {
+        let response = match request {
             Request::ReplicaPutMany { n, items, .. } => {
                 return Some(self.put_many(ring, *n, items))
             }
             Request::DurableKeyDigests { keys } => {
-                let digests = Request::KeyDigests { keys: keys.clone() };
-                let served = self.serve(cluster, &digests)?;
+                let response = key_digests(storage, ring, keys);
+                let after_sync = !matches!(response, Response::Error(_));
                 return Some(Served {
-                    after_sync: !matches!(served.response, Response::Error(_)),
-                    ..served
+                    response,
+                    after_sync,
                 });
             }
-            _ => {}
-        }
-        let response = match request {
             Request::TreeNodes {
                 partition,
                 n,
@@ -125,50 +122,9 @@ impl LocalReplica<'_> {
                 partition,
                 n,
                 segments,
-            } => {
-                if usize::from(partition.0) >= ring.partition_count() {
-                    return Some(Served::now(refuse(format!(
-                        "no partition {partition} in the ring"
-                    ))));
-                }
-                let segments: BTreeSet<u32> = segments.iter().copied().collect();
-                match capped_segment_digests(
-                    storage,
-                    *partition,
-                    *n,
-                    &segments,
-                    self.limits.batch_bytes_max,
-                ) {
-                    Ok((segments, digests)) => Response::SegmentDigests { segments, digests },
-                    Err(e) => storage_error(e),
-                }
-            }
-            Request::TreeRoots { n, partitions } => {
-                if let Some(bad) = partitions
-                    .iter()
-                    .find(|p| usize::from(p.0) >= ring.partition_count())
-                {
-                    return Some(Served::now(refuse(format!(
-                        "no partition {bad} in the ring"
-                    ))));
-                }
-                Response::Hashes(
-                    partitions
-                        .iter()
-                        .map(|&p| storage.tree_root(p, *n).0)
-                        .collect(),
-                )
-            }
-            Request::KeyDigests { keys } => {
-                let mut digests = Vec::with_capacity(keys.len());
-                for key in keys {
-                    match data_key(ring, key) {
-                        Ok(key) => digests.push(digest_of(storage, &key)),
-                        Err(e) => return Some(Served::now(refuse(e))),
-                    }
-                }
-                Response::KeyDigests(digests)
-            }
+            } => self.segment_digests(ring, *partition, *n, segments),
+            Request::TreeRoots { n, partitions } => tree_roots(storage, ring, *n, partitions),
+            Request::KeyDigests { keys } => key_digests(storage, ring, keys),
             Request::ReplicaGetMany { keys } => match self.objects(ring, keys) {
                 Ok(objects) => Response::Objects(objects),
                 Err(e) => refuse(e),
@@ -177,6 +133,24 @@ impl LocalReplica<'_> {
             _ => return None,
         };
         Some(Served::now(response))
+    }
+
+    fn segment_digests(
+        &self,
+        ring: &Ring,
+        partition: Partition,
+        n: u8,
+        segments: &[u32],
+    ) -> Response {
+        if usize::from(partition.0) >= ring.partition_count() {
+            return refuse(format!("no partition {partition} in the ring"));
+        }
+        let segments: BTreeSet<u32> = segments.iter().copied().collect();
+        let budget = self.limits.batch_bytes_max;
+        match capped_segment_digests(self.storage, partition, n, &segments, budget) {
+            Ok((segments, digests)) => Response::SegmentDigests { segments, digests },
+            Err(e) => storage_error(e),
+        }
     }
 
     /// This replica's copies of `keys`, in order, until the batch budget
@@ -258,6 +232,32 @@ impl LocalReplica<'_> {
             after_sync: true,
         }
     }
+}
+
+fn tree_roots(storage: &dyn Storage, ring: &Ring, n: u8, partitions: &[Partition]) -> Response {
+    if let Some(bad) = partitions
+        .iter()
+        .find(|p| usize::from(p.0) >= ring.partition_count())
+    {
+        return refuse(format!("no partition {bad} in the ring"));
+    }
+    Response::Hashes(
+        partitions
+            .iter()
+            .map(|&p| storage.tree_root(p, n).0)
+            .collect(),
+    )
+}
+
+fn key_digests(storage: &dyn Storage, ring: &Ring, keys: &[KeyRef]) -> Response {
+    let mut digests = Vec::with_capacity(keys.len());
+    for key in keys {
+        match data_key(ring, key) {
+            Ok(key) => digests.push(digest_of(storage, &key)),
+            Err(e) => return refuse(e),
+        }
+    }
+    Response::KeyDigests(digests)
 }
 
 fn tree_nodes(

@@ -31,6 +31,9 @@ pub struct Verdict {
     pub acknowledged: usize,
     pub present: usize,
     pub lost: Vec<u32>,
+    /// Acknowledged elements gone because every node that acknowledged
+    /// them lost its data directory afterwards (not a failure).
+    pub gone_with_their_replicas: usize,
     /// Acknowledged elements of keys that could not be read at the end.
     pub never_read: usize,
     /// Elements found that no client tried to add, or register values no
@@ -167,6 +170,8 @@ pub fn check(run: &Run, clients: usize) -> Verdict {
         for element in acknowledged {
             if found.contains(&element) {
                 verdict.present += 1;
+            } else if history.lost_with_its_replicas(&format!("e{element}")) {
+                verdict.gone_with_their_replicas += 1;
             } else {
                 verdict.lost.push(element);
             }
@@ -210,7 +215,9 @@ fn check_blind(run: &Run, verdict: &mut Verdict) {
             }
             if *outcome == AddOutcome::Acknowledged {
                 verdict.blind_acknowledged += 1;
-                if !present.contains(id) && !history.delete_attempted_over.contains(id) {
+                let excused = history.delete_attempted_over.contains(id)
+                    || history.lost_with_its_replicas(id);
+                if !present.contains(id) && !excused {
                     verdict.blind_lost.push(id.clone());
                 }
             }
@@ -218,7 +225,11 @@ fn check_blind(run: &Run, verdict: &mut Verdict) {
         for id in &present {
             // A write delivered twice got two dots; a delete may have seen
             // only one of them.
-            if history.deleted.contains(id) && !history.duplicated_values.contains(id) {
+            let deleted = history
+                .deleted
+                .get(id)
+                .is_some_and(|deletes| !history.may_return(deletes));
+            if deleted && !history.duplicated_values.contains(id) {
                 verdict.resurrected.push(format!("{key}: {id}"));
             }
             if history.refused_values.contains(id) && !history.duplicated_values.contains(id) {

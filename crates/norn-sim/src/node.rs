@@ -24,6 +24,8 @@ use norn_storage::{MemBackend, MemStorage, Storage, Store, StoreOptions};
 pub enum Addr {
     Node(usize),
     Client(usize),
+    /// The operator, staging and committing ring changes.
+    Admin,
 }
 
 /// A message on the simulated network. A request's `id` is its sender's
@@ -102,13 +104,16 @@ fn new_store() -> Arc<MemStorage> {
 }
 
 impl SimNode {
-    /// A node whose storage holds `ring`, not started.
-    pub fn new(index: usize, ring: &Ring) -> SimNode {
+    /// A node whose storage holds `ring` (a spare outside the ring holds
+    /// none and learns it from gossip), not started.
+    pub fn new(index: usize, ring: Option<&Ring>) -> SimNode {
         let store = new_store();
-        let encoded = codec::encode(ring).expect("a ring encodes");
-        store
-            .put_meta("ring", &encoded)
-            .expect("the ring is stored");
+        if let Some(ring) = ring {
+            let encoded = codec::encode(ring).expect("a ring encodes");
+            store
+                .put_meta("ring", &encoded)
+                .expect("the ring is stored");
+        }
         SimNode {
             index,
             id: NodeId(index as u64 + 1),
@@ -179,6 +184,20 @@ impl SimNode {
         self.incarnation = 0;
     }
 
+    /// A copy of the node's disk now, as a backup would take it, with
+    /// the incarnation it records.
+    pub fn backup(&self) -> (MemBackend, u64) {
+        (self.store.backend().backup(), self.incarnation)
+    }
+
+    /// Crashes and comes back from `backup`, an older copy of its disk
+    /// (its incarnation included: the node cannot tell).
+    pub fn restore(&mut self, (backup, incarnation): (MemBackend, u64)) {
+        self.crash(false);
+        self.store = Arc::new(Store::open(backup, StoreOptions::default()).expect("restore"));
+        self.incarnation = incarnation;
+    }
+
     /// The ring the node holds (as stored, while it is down).
     pub fn ring(&self) -> Option<Arc<Ring>> {
         match &self.core {
@@ -215,6 +234,7 @@ impl SimNode {
                 let caller = match envelope.from {
                     Addr::Node(i) => Caller::Node(NodeId(i as u64 + 1)),
                     Addr::Client(c) => Caller::Client(format!("client-{c}")),
+                    Addr::Admin => Caller::Client("admin".into()),
                 };
                 core.on_request(now, CallId(call), caller, request);
             }

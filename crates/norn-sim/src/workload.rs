@@ -15,7 +15,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use norn_clock::{Context, Sibling};
-use norn_proto::{ErrorCode, QuorumOptions, Request, Response};
+use norn_proto::{ErrorCode, QuorumOptions, Request, Response, WriteReceipt};
+use norn_ring::NodeId;
 
 /// Replication factor of every workload request.
 pub const N: u8 = 3;
@@ -66,15 +67,94 @@ pub struct History {
     pub duplicated_values: BTreeSet<String>,
     /// Blind value ids some delete read before deleting: they may be gone.
     pub delete_attempted_over: BTreeSet<String>,
-    /// Blind value ids an acknowledged delete covered: they must be gone,
-    /// since no other write carries them.
-    pub deleted: BTreeSet<String>,
+    /// Blind value ids an acknowledged delete covered, with the deletes
+    /// (`del{client}-{n}`) that covered each: they must be gone, since no
+    /// other write carries them, unless every node that acknowledged each
+    /// such delete lost its data since.
+    pub deleted: BTreeMap<String, Vec<String>>,
+    /// The virtual time, as the world last set it.
+    pub now: u64,
+    /// Each acknowledged write (`e{element}` or a blind id): the nodes its
+    /// receipt names and when it was acknowledged.
+    pub acked_by: BTreeMap<String, (Vec<NodeId>, u64)>,
+    /// Nodes whose data directory was lost (wiped or restored from an older
+    /// copy), and when.
+    pub data_lost: Vec<(NodeId, u64)>,
+    /// When each restored backup was taken.
+    pub backups_restored: Vec<u64>,
+}
+
+impl History {
+    pub fn lost_data(&mut self, node: NodeId, at: u64) {
+        self.data_lost.push((node, at));
+    }
+
+    /// A node came back from a backup taken at `taken_at`.
+    pub fn restored(&mut self, node: NodeId, taken_at: u64, at: u64) {
+        self.lost_data(node, at);
+        self.backups_restored.push(taken_at);
+    }
+
+    /// Whether a value `write` that deletes covered may lawfully be back:
+    /// every covering delete is gone with its replicas, or a node came back
+    /// from a backup taken before one of them (once the tombstone is
+    /// reaped, such a backup brings back what it held, as restoring any
+    /// backup older than the reap grace would).
+    pub fn may_return(&self, deletes: &[String]) -> bool {
+        deletes.iter().all(|d| {
+            self.lost_with_its_replicas(d)
+                || self.acked_by.get(d).is_some_and(|(_, acked_at)| {
+                    self.backups_restored.iter().any(|taken| taken < acked_at)
+                })
+        })
+    }
+
+    /// Whether every node that acknowledged `write` lost its data since:
+    /// the write may be gone with them.
+    pub fn lost_with_its_replicas(&self, write: &str) -> bool {
+        let Some((nodes, at)) = self.acked_by.get(write) else {
+            return false;
+        };
+        nodes.iter().all(|node| {
+            self.data_lost
+                .iter()
+                .any(|(lost, when)| lost == node && when >= at)
+        })
+    }
+
+    fn acknowledged(&mut self, write: String, receipt: &WriteReceipt) {
+        let mut nodes = receipt.primaries.clone();
+        nodes.extend(receipt.fallbacks.iter().map(|(fallback, _)| *fallback));
+        self.acked_by.insert(write, (nodes, self.now));
+    }
 }
 
 /// The id of a blind value: its bytes up to the first `:`.
 pub fn blind_id(value: &[u8]) -> String {
     let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
     String::from_utf8_lossy(&value[..end]).into_owned()
+}
+
+/// A blind write came back: acknowledged, refused with nothing written,
+/// failed, or unknown.
+fn blind_written(id: String, response: Option<Response>, history: &mut History) {
+    let outcome = match &response {
+        Some(Response::Written(reply)) => {
+            history.acknowledged(id.clone(), &reply.receipt);
+            AddOutcome::Acknowledged
+        }
+        Some(Response::Error(e))
+            if matches!(e.code, ErrorCode::TooLarge | ErrorCode::TooManySiblings) =>
+        {
+            history.refused_values.insert(id.clone());
+            AddOutcome::Failed
+        }
+        Some(_) => AddOutcome::Failed,
+        None => AddOutcome::Unknown,
+    };
+    if let Some(entry) = history.blind_values.get_mut(&id) {
+        entry.1 = outcome;
+    }
 }
 
 /// The set encoded in a value: big-endian u32s.
@@ -249,107 +329,133 @@ impl Client {
         self.awaiting = None;
         match std::mem::replace(&mut self.state, State::Idle) {
             State::Idle => None,
-            State::ReadingToDelete { key } => {
-                history.reads += 1;
-                let Some(Response::Value(reply)) = response else {
-                    history.failed_reads += 1;
-                    return None;
-                };
-                let ids: Vec<String> = reply
-                    .siblings
-                    .iter()
-                    .filter_map(|s| match s {
-                        Sibling::Value(v) => Some(blind_id(v)),
-                        Sibling::Tombstone => None,
-                    })
-                    .collect();
-                history.delete_attempted_over.extend(ids.iter().cloned());
-                self.state = State::Deleting { ids };
-                Some(self.call(Request::Put {
-                    bucket: BUCKET.to_vec(),
-                    key: key.into_bytes(),
-                    value: None,
-                    context: Some(reply.context),
-                    options: options(2, 2),
-                    timeout_ms: None,
-                    forwarded: false,
-                }))
-            }
+            State::ReadingToDelete { key } => self.read_to_delete(key, response, history),
             State::WritingBlind { id } => {
-                let outcome = match &response {
-                    Some(Response::Written(_)) => AddOutcome::Acknowledged,
-                    Some(Response::Error(e))
-                        if matches!(e.code, ErrorCode::TooLarge | ErrorCode::TooManySiblings) =>
-                    {
-                        history.refused_values.insert(id.clone());
-                        AddOutcome::Failed
-                    }
-                    Some(_) => AddOutcome::Failed,
-                    None => AddOutcome::Unknown,
-                };
-                if let Some(entry) = history.blind_values.get_mut(&id) {
-                    entry.1 = outcome;
-                }
+                blind_written(id, response, history);
                 None
             }
             State::Deleting { ids } => {
-                if matches!(response, Some(Response::Written(_))) {
-                    history.deleted.extend(ids);
-                }
+                self.deleted(ids, response, history);
                 None
             }
-            State::Reading { key, register } => {
-                history.reads += 1;
-                let Some(Response::Value(reply)) = response else {
-                    history.failed_reads += 1;
-                    return None;
-                };
-                let missed_own_write = self
-                    .last_written
-                    .get(&key)
-                    .is_some_and(|mine| !reply.context.descends(mine));
-                if missed_own_write {
-                    *history.extra_writers.entry(key.clone()).or_default() += 1;
-                }
-                let most = history.most_siblings.entry(key.clone()).or_default();
-                *most = (*most).max(reply.siblings.len());
-                self.sequence += 1;
-                let (value, element) = if register {
-                    let value = format!("c{}-{}", self.index, self.sequence).into_bytes();
-                    history.register_values.insert(value.clone());
-                    (value, None)
-                } else {
-                    let element = self.index as u32 * 1_000_000 + self.sequence;
-                    let mut set = union_of(&reply.siblings);
-                    set.insert(element);
-                    history
-                        .elements
-                        .insert(element, (key.clone(), AddOutcome::Unknown));
-                    (encode_set(&set), Some(element))
-                };
-                let call = self.write(&key, value, reply.context);
-                self.state = State::Writing { key, element };
-                Some(call)
-            }
+            State::Reading { key, register } => self.read(key, register, response, history),
             State::Writing { key, element } => {
-                match &response {
-                    Some(Response::Written(reply)) => {
-                        self.last_written.insert(key, reply.context.clone());
-                    }
-                    _ => *history.extra_writers.entry(key).or_default() += 1,
-                }
-                if let Some(element) = element {
-                    let outcome = match response {
-                        Some(Response::Written(_)) => AddOutcome::Acknowledged,
-                        Some(_) => AddOutcome::Failed,
-                        None => AddOutcome::Unknown,
-                    };
-                    if let Some(entry) = history.elements.get_mut(&element) {
-                        entry.1 = outcome;
-                    }
-                }
+                self.written(key, element, response, history);
                 None
             }
+        }
+    }
+
+    /// A read of a blind key came back: delete what it shows.
+    fn read_to_delete(
+        &mut self,
+        key: String,
+        response: Option<Response>,
+        history: &mut History,
+    ) -> Option<Call> {
+        history.reads += 1;
+        let Some(Response::Value(reply)) = response else {
+            history.failed_reads += 1;
+            return None;
+        };
+        let ids: Vec<String> = reply
+            .siblings
+            .iter()
+            .filter_map(|s| match s {
+                Sibling::Value(v) => Some(blind_id(v)),
+                Sibling::Tombstone => None,
+            })
+            .collect();
+        history.delete_attempted_over.extend(ids.iter().cloned());
+        self.state = State::Deleting { ids };
+        Some(self.call(Request::Put {
+            bucket: BUCKET.to_vec(),
+            key: key.into_bytes(),
+            value: None,
+            context: Some(reply.context),
+            options: options(2, 2),
+            timeout_ms: None,
+            forwarded: false,
+        }))
+    }
+
+    fn deleted(&mut self, ids: Vec<String>, response: Option<Response>, history: &mut History) {
+        if let Some(Response::Written(reply)) = &response {
+            self.sequence += 1;
+            let delete = format!("del{}-{}", self.index, self.sequence);
+            history.acknowledged(delete.clone(), &reply.receipt);
+            for id in ids {
+                history.deleted.entry(id).or_default().push(delete.clone());
+            }
+        }
+    }
+
+    /// A read of a set or register came back: write the next value over
+    /// its context.
+    fn read(
+        &mut self,
+        key: String,
+        register: bool,
+        response: Option<Response>,
+        history: &mut History,
+    ) -> Option<Call> {
+        history.reads += 1;
+        let Some(Response::Value(reply)) = response else {
+            history.failed_reads += 1;
+            return None;
+        };
+        let missed_own_write = self
+            .last_written
+            .get(&key)
+            .is_some_and(|mine| !reply.context.descends(mine));
+        if missed_own_write {
+            *history.extra_writers.entry(key.clone()).or_default() += 1;
+        }
+        let most = history.most_siblings.entry(key.clone()).or_default();
+        *most = (*most).max(reply.siblings.len());
+        self.sequence += 1;
+        let (value, element) = if register {
+            let value = format!("c{}-{}", self.index, self.sequence).into_bytes();
+            history.register_values.insert(value.clone());
+            (value, None)
+        } else {
+            let element = self.index as u32 * 1_000_000 + self.sequence;
+            let mut set = union_of(&reply.siblings);
+            set.insert(element);
+            history
+                .elements
+                .insert(element, (key.clone(), AddOutcome::Unknown));
+            (encode_set(&set), Some(element))
+        };
+        let call = self.write(&key, value, reply.context);
+        self.state = State::Writing { key, element };
+        Some(call)
+    }
+
+    fn written(
+        &mut self,
+        key: String,
+        element: Option<u32>,
+        response: Option<Response>,
+        history: &mut History,
+    ) {
+        match &response {
+            Some(Response::Written(reply)) => {
+                self.last_written.insert(key, reply.context.clone());
+            }
+            _ => *history.extra_writers.entry(key).or_default() += 1,
+        }
+        let Some(element) = element else { return };
+        let outcome = match response {
+            Some(Response::Written(reply)) => {
+                history.acknowledged(format!("e{element}"), &reply.receipt);
+                AddOutcome::Acknowledged
+            }
+            Some(_) => AddOutcome::Failed,
+            None => AddOutcome::Unknown,
+        };
+        if let Some(entry) = history.elements.get_mut(&element) {
+            entry.1 = outcome;
         }
     }
 

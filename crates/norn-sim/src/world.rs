@@ -20,7 +20,10 @@ use crate::workload::{blind_id, Client, History, BLIND_KEYS, REGISTER_KEYS, SET_
 /// The shape of a run.
 #[derive(Debug, Clone, Copy)]
 pub struct SimOptions {
+    /// Nodes in the first ring.
     pub nodes: usize,
+    /// Nodes outside it, started, that ring changes may bring in.
+    pub spares: usize,
     pub clients: usize,
     /// Virtual time with faults and client traffic.
     pub fault_ms: u64,
@@ -37,6 +40,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
             nodes: 5,
+            spares: 1,
             clients: 4,
             fault_ms: 20_000,
             settle_ms: 3_000,
@@ -80,8 +84,23 @@ pub enum Fault {
     Wipe {
         node: usize,
     },
+    /// A node crashes and its data directory is replaced by the backup
+    /// taken at its last crash (it restarts later).
+    Restore {
+        node: usize,
+    },
     Restart {
         node: usize,
+    },
+    /// The operator stages a join of `node` on node `via` and commits it.
+    Join {
+        node: usize,
+        via: usize,
+    },
+    /// The operator stages a leave of `node` on node `via` and commits it.
+    Leave {
+        node: usize,
+        via: usize,
     },
 }
 
@@ -94,10 +113,21 @@ enum Event {
     RequestTimeout(usize, u64, u64),
     /// A node's storage sync is done.
     Sync(usize, u64, SyncToken),
+    /// The operator sends `node` a request.
+    Admin(usize, Request),
     ClientStep(usize),
     ClientTimeout(usize, u64),
     Fault(Fault),
     StopFaults,
+}
+
+/// What the fault schedule assumes as it draws: who is down, how many
+/// data directories were lost, who is in the ring.
+#[derive(Debug)]
+struct FaultPlan {
+    down: BTreeSet<usize>,
+    data_losses: usize,
+    members: BTreeSet<usize>,
 }
 
 /// The network's state.
@@ -145,6 +175,9 @@ pub struct World {
     timers: BTreeMap<(usize, Timer), u64>,
     /// The ring every node started with.
     ring: Arc<Ring>,
+    /// Each node's disk at its last crash (and when), for restores.
+    backups: BTreeMap<usize, ((norn_storage::MemBackend, u64), u64)>,
+    next_admin: u64,
     trace: std::collections::hash_map::DefaultHasher,
     messages: u64,
 }
@@ -164,7 +197,9 @@ impl World {
             )
         });
         let ring = Arc::new(Ring::new(6, members).expect("ring"));
-        let nodes = (0..options.nodes).map(|i| SimNode::new(i, &ring)).collect();
+        let nodes = (0..options.nodes + options.spares)
+            .map(|i| SimNode::new(i, (i < options.nodes).then_some(&*ring)))
+            .collect();
         let mut world = World {
             seed,
             options,
@@ -185,10 +220,12 @@ impl World {
             wiped: false,
             timers: BTreeMap::new(),
             ring,
+            backups: BTreeMap::new(),
+            next_admin: 0,
             trace: std::collections::hash_map::DefaultHasher::new(),
             messages: 0,
         };
-        for node in 0..options.nodes {
+        for node in 0..options.nodes + options.spares {
             world.start_node(node);
         }
         for client in 0..options.clients {
@@ -214,76 +251,110 @@ impl World {
         let mut out = Out::default();
         let seed = self.rng.gen();
         let now = self.now;
-        self.nodes[index].start(now, self.options.nodes, seed, &mut out);
+        let all = self.nodes.len();
+        self.nodes[index].start(now, all, seed, &mut out);
         self.apply_out(index, out);
     }
 
     /// Draws the fault schedule from the seed: one change every 150-600 ms
-    /// of the fault window; at most one wipe per run, and at most two nodes
-    /// down at once, so every acknowledged write (W=2, synced) keeps a copy.
+    /// of the fault window; at most two nodes down at once and at most two
+    /// data directories lost (wiped or restored from a backup) per run, so
+    /// that most acknowledged writes (W=2, synced) keep a copy; ring
+    /// changes keep at least four members.
     fn schedule_faults(&mut self) {
-        let n = self.options.nodes;
+        let mut plan = FaultPlan {
+            down: BTreeSet::new(),
+            data_losses: 0,
+            members: (0..self.options.nodes).collect(),
+        };
         let mut at = 1_500;
         let end = 1_500 + self.options.fault_ms;
-        let mut down: BTreeSet<usize> = BTreeSet::new();
-        let mut wiped = false;
         loop {
             at += self.rng.gen_range(150..600);
             if at >= end {
                 break;
             }
-            let fault = match self.rng.gen_range(0..10) {
-                0 | 1 => {
-                    let side: BTreeSet<usize> = (0..n).filter(|_| self.rng.gen_bool(0.5)).collect();
-                    Fault::Partition { side }
-                }
-                2 => {
-                    let from = self.rng.gen_range(0..n);
-                    let to = (from + self.rng.gen_range(1..n)) % n;
-                    Fault::OneWay { from, to }
-                }
-                3 => {
-                    let bridge = self.rng.gen_range(0..n);
-                    let side = (0..n)
-                        .filter(|&i| i != bridge && self.rng.gen_bool(0.5))
-                        .collect();
-                    Fault::Bridge { side, bridge }
-                }
-                4 | 5 => Fault::Heal,
-                6 => Fault::Weather {
-                    drop_percent: self.rng.gen_range(0..20),
-                    duplicate_percent: self.rng.gen_range(0..10),
-                    max_delay_ms: self.rng.gen_range(1..80),
-                },
-                7 | 8 if down.len() < 2 => {
-                    let node = self.rng.gen_range(0..n);
-                    if down.contains(&node) {
-                        down.remove(&node);
-                        Fault::Restart { node }
-                    } else {
-                        down.insert(node);
-                        if !wiped && self.rng.gen_bool(0.2) {
-                            wiped = true;
-                            Fault::Wipe { node }
-                        } else {
-                            Fault::Crash {
-                                node,
-                                power_cut: self.rng.gen_bool(0.5),
-                            }
-                        }
-                    }
-                }
-                _ => match down.iter().next().copied() {
-                    Some(node) => {
-                        down.remove(&node);
-                        Fault::Restart { node }
-                    }
-                    None => Fault::Heal,
-                },
-            };
+            let fault = self.draw_fault(&mut plan);
             let delay = at - self.now;
             self.schedule(delay, Event::Fault(fault));
         }
+    }
+
+    fn draw_fault(&mut self, plan: &mut FaultPlan) -> Fault {
+        let n = self.nodes.len();
+        match self.rng.gen_range(0..12) {
+            0 | 1 => {
+                let side: BTreeSet<usize> = (0..n).filter(|_| self.rng.gen_bool(0.5)).collect();
+                Fault::Partition { side }
+            }
+            2 => {
+                let from = self.rng.gen_range(0..n);
+                let to = (from + self.rng.gen_range(1..n)) % n;
+                Fault::OneWay { from, to }
+            }
+            3 => {
+                let bridge = self.rng.gen_range(0..n);
+                let side = (0..n)
+                    .filter(|&i| i != bridge && self.rng.gen_bool(0.5))
+                    .collect();
+                Fault::Bridge { side, bridge }
+            }
+            4 | 5 => Fault::Heal,
+            6 => Fault::Weather {
+                drop_percent: self.rng.gen_range(0..20),
+                duplicate_percent: self.rng.gen_range(0..10),
+                max_delay_ms: self.rng.gen_range(1..80),
+            },
+            7 | 8 if plan.down.len() < 2 => self.draw_node_fault(plan),
+            9 => self.draw_ring_change(plan),
+            _ => match plan.down.iter().next().copied() {
+                Some(node) => {
+                    plan.down.remove(&node);
+                    Fault::Restart { node }
+                }
+                None => Fault::Heal,
+            },
+        }
+    }
+
+    /// A node goes down (crash, wipe or restore) or comes back.
+    fn draw_node_fault(&mut self, plan: &mut FaultPlan) -> Fault {
+        let node = self.rng.gen_range(0..self.nodes.len());
+        if plan.down.remove(&node) {
+            return Fault::Restart { node };
+        }
+        plan.down.insert(node);
+        if plan.data_losses < 2 && self.rng.gen_bool(0.2) {
+            plan.data_losses += 1;
+            if self.rng.gen_bool(0.5) {
+                Fault::Wipe { node }
+            } else {
+                Fault::Restore { node }
+            }
+        } else {
+            Fault::Crash {
+                node,
+                power_cut: self.rng.gen_bool(0.5),
+            }
+        }
+    }
+
+    /// A join of a node outside the ring, or a leave of a member.
+    fn draw_ring_change(&mut self, plan: &mut FaultPlan) -> Fault {
+        let outside: Vec<usize> = (0..self.nodes.len())
+            .filter(|i| !plan.members.contains(i))
+            .collect();
+        let members: Vec<usize> = plan.members.iter().copied().collect();
+        let via = members[self.rng.gen_range(0..members.len())];
+        if !outside.is_empty() && (members.len() <= 4 || self.rng.gen_bool(0.5)) {
+            let node = outside[self.rng.gen_range(0..outside.len())];
+            plan.members.insert(node);
+            return Fault::Join { node, via };
+        }
+        let leaving: Vec<usize> = members.iter().copied().filter(|&m| m != via).collect();
+        let node = leaving[self.rng.gen_range(0..leaving.len())];
+        plan.members.remove(&node);
+        Fault::Leave { node, via }
     }
 
     fn record(&mut self, what: impl Hash) {
@@ -294,7 +365,7 @@ impl World {
     fn addr_index(addr: Addr) -> Option<usize> {
         match addr {
             Addr::Node(i) => Some(i),
-            Addr::Client(_) => None,
+            Addr::Client(_) | Addr::Admin => None,
         }
     }
 
@@ -359,7 +430,56 @@ impl World {
     }
 
     fn apply_fault(&mut self, fault: &Fault) {
-        let n = self.options.nodes;
+        match fault {
+            Fault::Partition { .. }
+            | Fault::OneWay { .. }
+            | Fault::Bridge { .. }
+            | Fault::Heal
+            | Fault::Weather { .. } => self.apply_network_fault(fault),
+            Fault::Crash { node, power_cut } => {
+                if self.nodes[*node].is_up() {
+                    let backup = self.nodes[*node].backup();
+                    self.backups.insert(*node, (backup, self.now));
+                }
+                self.nodes[*node].crash(*power_cut);
+            }
+            Fault::Wipe { node } => {
+                self.wiped = true;
+                let ring = self.ring.clone();
+                self.nodes[*node].wipe(&ring);
+                self.history.lost_data(self.nodes[*node].id, self.now);
+            }
+            Fault::Restore { node } => match self.backups.remove(node) {
+                Some((backup, taken_at)) => {
+                    self.nodes[*node].restore(backup);
+                    self.history
+                        .restored(self.nodes[*node].id, taken_at, self.now);
+                }
+                None => self.nodes[*node].crash(false),
+            },
+            Fault::Join { node, via } | Fault::Leave { node, via } => {
+                let kind = if matches!(fault, Fault::Join { .. }) {
+                    norn_membership::ChangeKind::Join
+                } else {
+                    norn_membership::ChangeKind::Leave
+                };
+                let stage = Request::AdminStage {
+                    node: crate::node::address_of(*node),
+                    kind,
+                };
+                self.schedule(0, Event::Admin(*via, stage));
+                self.schedule(100, Event::Admin(*via, Request::AdminCommit));
+            }
+            Fault::Restart { node } => {
+                if !self.nodes[*node].is_up() {
+                    self.start_node(*node);
+                }
+            }
+        }
+    }
+
+    fn apply_network_fault(&mut self, fault: &Fault) {
+        let n = self.nodes.len();
         match fault {
             Fault::Partition { side } => {
                 self.network.cut.clear();
@@ -395,17 +515,7 @@ impl World {
                 self.network.duplicate_percent = *duplicate_percent;
                 self.network.max_delay_ms = *max_delay_ms;
             }
-            Fault::Crash { node, power_cut } => self.nodes[*node].crash(*power_cut),
-            Fault::Wipe { node } => {
-                self.wiped = true;
-                let ring = self.ring.clone();
-                self.nodes[*node].wipe(&ring);
-            }
-            Fault::Restart { node } => {
-                if !self.nodes[*node].is_up() {
-                    self.start_node(*node);
-                }
-            }
+            _ => {}
         }
     }
 
@@ -417,7 +527,7 @@ impl World {
             max_delay_ms: 5,
             ..Network::default()
         };
-        for node in 0..self.options.nodes {
+        for node in 0..self.nodes.len() {
             if !self.nodes[node].is_up() {
                 self.start_node(node);
             }
@@ -433,27 +543,7 @@ impl World {
             return true;
         };
         match event {
-            Event::Deliver(envelope) => {
-                self.messages += 1;
-                let kind = match &envelope.body {
-                    Body::Request(request) => (0, discriminant_hash(request)),
-                    Body::Response(response) => (1, discriminant_hash(response)),
-                };
-                self.record((envelope.from, envelope.to, envelope.id, kind));
-                match envelope.to {
-                    Addr::Node(node) => {
-                        let mut out = Out::default();
-                        let now = self.now;
-                        self.nodes[node].on_message(now, envelope, &mut out);
-                        self.apply_out(node, out);
-                    }
-                    Addr::Client(client) => {
-                        if let Body::Response(response) = envelope.body {
-                            self.client_response(client, envelope.id, Some(response));
-                        }
-                    }
-                }
-            }
+            Event::Deliver(envelope) => self.deliver(envelope),
             Event::NodeTimer(node, generation, timer) => {
                 self.timers.remove(&(node, timer));
                 self.record(("timer", node, timer));
@@ -474,6 +564,17 @@ impl World {
                 self.nodes[node].on_sync(now, generation, token, &mut out);
                 self.apply_out(node, out);
             }
+            Event::Admin(node, request) => {
+                self.next_admin += 1;
+                let id = self.next_admin;
+                self.send(Envelope {
+                    from: Addr::Admin,
+                    to: Addr::Node(node),
+                    id,
+                    generation: 0,
+                    body: Body::Request(request),
+                });
+            }
             Event::ClientStep(client) => self.client_step(client),
             Event::ClientTimeout(client, id) => self.client_response(client, id, None),
             Event::Fault(fault) => {
@@ -487,6 +588,29 @@ impl World {
             }
         }
         true
+    }
+
+    fn deliver(&mut self, envelope: Envelope) {
+        self.messages += 1;
+        let kind = match &envelope.body {
+            Body::Request(request) => (0, discriminant_hash(request)),
+            Body::Response(response) => (1, discriminant_hash(response)),
+        };
+        self.record((envelope.from, envelope.to, envelope.id, kind));
+        match envelope.to {
+            Addr::Node(node) => {
+                let mut out = Out::default();
+                let now = self.now;
+                self.nodes[node].on_message(now, envelope, &mut out);
+                self.apply_out(node, out);
+            }
+            Addr::Client(client) => {
+                if let Body::Response(response) = envelope.body {
+                    self.client_response(client, envelope.id, Some(response));
+                }
+            }
+            Addr::Admin => {}
+        }
     }
 
     fn client_step(&mut self, client: usize) {
@@ -516,7 +640,7 @@ impl World {
     }
 
     fn client_send(&mut self, client: usize, call: crate::workload::Call) {
-        let node = self.rng.gen_range(0..self.options.nodes);
+        let node = self.rng.gen_range(0..self.nodes.len());
         self.schedule(CLIENT_TIMEOUT_MS, Event::ClientTimeout(client, call.id));
         self.send(Envelope {
             from: Addr::Client(client),
@@ -531,6 +655,7 @@ impl World {
         if !self.clients[client].awaits(id) {
             return;
         }
+        self.history.now = self.now;
         match self.clients[client].on_response(response, &mut self.history) {
             Some(call) => self.client_send(client, call),
             None => {
@@ -540,13 +665,18 @@ impl World {
         }
     }
 
-    /// Whether every key's primaries hold byte-equal copies and no hint is
-    /// pending anywhere.
+    /// Whether every node holds the same ring, every key's primaries hold
+    /// byte-equal copies and no hint is pending anywhere.
     fn converged(&self) -> bool {
         if self.nodes.iter().any(|n| n.hints_pending() > 0) {
             return false;
         }
-        crate::checker::replica_differences(&self.nodes).is_empty()
+        let versions: BTreeSet<u64> = self
+            .nodes
+            .iter()
+            .map(|n| n.ring().map_or(0, |r| r.version()))
+            .collect();
+        versions.len() == 1 && crate::checker::replica_differences(&self.nodes).is_empty()
     }
 
     /// Runs the fault window, heals, and waits for convergence.

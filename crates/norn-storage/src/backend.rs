@@ -89,6 +89,26 @@ impl MemBackend {
         }
     }
 
+    /// A copy of what a backup of the disk would hold now: every synced
+    /// write, none of the unsynced ones. Restoring it is restoring a node
+    /// from an older copy of its data directory.
+    pub fn backup(&self) -> MemBackend {
+        let state = self.lock();
+        let mut tables = state.tables.clone();
+        for (key, previous) in state.undo.iter().rev() {
+            match previous {
+                Some(value) => tables.insert(key.clone(), value.clone()),
+                None => tables.remove(key),
+            };
+        }
+        MemBackend {
+            state: Mutex::new(MemState {
+                tables,
+                undo: Vec::new(),
+            }),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, MemState> {
         // A panic while holding the lock leaves whole tables behind: each
         // write below is applied entry by entry, never half an entry.

@@ -8,7 +8,7 @@
 use norn_clock::{Object, Sibling};
 use norn_proto::{ErrorCode, PutReply, Request, Response};
 use norn_ring::NodeId;
-use norn_storage::Durability;
+use norn_storage::{DataKey, Durability};
 
 use super::{
     finish, handoff_holders, route, targets, timeout_ms, Coordinator, Forward, PutArgs, Waiting,
@@ -18,6 +18,15 @@ use crate::io::{CallId, Timer};
 use crate::node::{error, NodeState};
 use crate::outbox::{AfterSync, Route};
 use crate::replica::{self, CoordinatedWrite, LocalWriteError};
+
+/// What a coordinated write sends its replicas.
+#[derive(Debug, Clone, Copy)]
+struct Outgoing<'a> {
+    key: &'a DataKey,
+    quorum: Quorum,
+    object: &'a Object,
+    deadline_ms: u64,
+}
 
 /// One write in progress.
 #[derive(Debug)]
@@ -76,23 +85,13 @@ impl Coordinator {
             }
         };
         let op = self.next_op();
-        let chosen: Vec<NodeId> = targets.iter().map(|t| t.node).collect();
-        for holder in handoff_holders(node, data_key.partition, &chosen) {
-            let request = replica::put_request(&data_key, quorum.n, &object, None, false);
-            let _ = node.send_to(Route::Nobody, holder, request);
-        }
-        let mut tally = WriteTally::new(quorum, targets.clone());
-        let sync = quorum.dw > 0;
-        if sync && !node.config.sync_every_write {
-            node.out.sync(AfterSync::CoordinatorAck { op });
-        } else {
-            tally.on_ack(node.id, node.config.sync_every_write);
-        }
-        let me = node.id;
-        for target in targets.into_iter().filter(|t| t.node != me) {
-            let request = replica::put_request(&data_key, quorum.n, &object, target.hint_for, sync);
-            self.send_for_ack(node, op, &mut tally, target.node, request, deadline_ms);
-        }
+        let outgoing = Outgoing {
+            key: &data_key,
+            quorum,
+            object: &object,
+            deadline_ms,
+        };
+        let tally = self.replicate(node, op, &outgoing, targets);
         node.timer_in(deadline_ms, Timer::Deadline(op));
         self.puts.insert(
             op,
@@ -107,6 +106,42 @@ impl Coordinator {
             },
         );
         self.advance_put(node, op);
+    }
+
+    /// Sends write `op`'s object to the other targets and to nodes still
+    /// handing the partition off, and counts the coordinator's own copy
+    /// (once it is on disk, if DW asks for it). Returns the tally.
+    fn replicate(
+        &mut self,
+        node: &mut NodeState,
+        op: u64,
+        outgoing: &Outgoing<'_>,
+        targets: Vec<WriteTarget>,
+    ) -> WriteTally {
+        let Outgoing {
+            key,
+            quorum,
+            object,
+            deadline_ms,
+        } = *outgoing;
+        let chosen: Vec<NodeId> = targets.iter().map(|t| t.node).collect();
+        for holder in handoff_holders(node, key.partition, &chosen) {
+            let request = replica::put_request(key, quorum.n, object, None, false);
+            let _ = node.send_to(Route::Nobody, holder, request);
+        }
+        let mut tally = WriteTally::new(quorum, targets.clone());
+        let sync = quorum.dw > 0;
+        if sync && !node.config.sync_every_write {
+            node.out.sync(AfterSync::CoordinatorAck { op });
+        } else {
+            tally.on_ack(node.id, node.config.sync_every_write);
+        }
+        let me = node.id;
+        for target in targets.into_iter().filter(|t| t.node != me) {
+            let request = replica::put_request(key, quorum.n, object, target.hint_for, sync);
+            self.send_for_ack(node, op, &mut tally, target.node, request, deadline_ms);
+        }
+        tally
     }
 
     /// Sends one replica's copy of write `op`; a target that cannot be
