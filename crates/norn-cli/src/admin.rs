@@ -3,13 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 
-use anyhow::bail;
+use anyhow::{bail, Context as _};
 use norn_membership::{ChangeKind, MemberState};
 use norn_proto::{MemberInfo, PlanView, Request, Response};
 use norn_ring::{NodeId, Ring};
 use serde::Serialize;
 
-use crate::client_config::Session;
+use norn_client::NodeSession as Session;
 
 fn print_json(value: &impl Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
@@ -295,10 +295,10 @@ impl Target {
         let members = known_members(session).await?;
         let name = members
             .first()
-            .map_or_else(|| session.node.to_string(), |m| m.member.name.clone());
+            .map_or_else(|| session.node().to_string(), |m| m.member.name.clone());
         Ok(Target {
             name,
-            address: session.node,
+            address: session.node(),
         })
     }
 }
@@ -309,14 +309,10 @@ async fn call_target(
     target: &Target,
     request: Request,
 ) -> anyhow::Result<Response> {
-    match session
-        .endpoint
-        .call(target.address, &request, session.timeout)
-        .await?
-    {
-        Response::Error(e) => bail!("{}: {} ({:?})", target.name, e.message, e.code),
-        response => Ok(response),
-    }
+    session
+        .call_at(target.address, request)
+        .await
+        .with_context(|| target.name.clone())
 }
 
 /// What `norn admin repair` covers.

@@ -5,10 +5,11 @@
 
 use anyhow::{bail, Context as _};
 use norn_clock::{Context, Sibling};
+use norn_proto::view::SiblingView;
 use norn_proto::{codec, GetReply, PutReply, QuorumOptions, Request, Response, WriteReceipt};
 use serde::Serialize;
 
-use crate::client_config::Session;
+use norn_client::NodeSession as Session;
 
 /// Encodes a causal context for the command line.
 pub fn context_to_hex(context: &Context) -> anyhow::Result<String> {
@@ -21,40 +22,9 @@ pub fn context_from_hex(hex: &str) -> anyhow::Result<Context> {
 }
 
 #[derive(Debug, Serialize)]
-struct JsonSibling {
-    deleted: bool,
-    /// The value as UTF-8 when it is valid UTF-8.
-    value: Option<String>,
-    /// The value as hex when it is not.
-    value_hex: Option<String>,
-}
-
-fn json_sibling(sibling: &Sibling) -> JsonSibling {
-    match sibling {
-        Sibling::Tombstone => JsonSibling {
-            deleted: true,
-            value: None,
-            value_hex: None,
-        },
-        Sibling::Value(bytes) => match std::str::from_utf8(bytes) {
-            Ok(text) => JsonSibling {
-                deleted: false,
-                value: Some(text.to_string()),
-                value_hex: None,
-            },
-            Err(_) => JsonSibling {
-                deleted: false,
-                value: None,
-                value_hex: Some(bytes.iter().map(|b| format!("{b:02x}")).collect()),
-            },
-        },
-    }
-}
-
-#[derive(Debug, Serialize)]
 struct JsonGet {
     found: bool,
-    siblings: Vec<JsonSibling>,
+    siblings: Vec<SiblingView>,
     context: String,
     warning: Option<String>,
 }
@@ -69,7 +39,7 @@ fn print_siblings(
     if json {
         let reply = JsonGet {
             found,
-            siblings: siblings.iter().map(json_sibling).collect(),
+            siblings: siblings.iter().map(SiblingView::of).collect(),
             context: context_to_hex(context)?,
             warning: warning.map(str::to_string),
         };
@@ -207,11 +177,11 @@ pub fn write_request(
 /// `norn put` and `norn delete`: sends `request` (from [`write_request`])
 /// and prints the write receipt, also when the quorum was not met.
 pub async fn put(session: &Session, request: Request, json: bool) -> anyhow::Result<()> {
-    match session
-        .endpoint
-        .call(session.node, &request, session.timeout)
-        .await?
-    {
+    let reply = match session.call(request).await {
+        Err(norn_client::ClientError::Server { code, message }) => bail!("{message} ({code:?})"),
+        reply => reply?,
+    };
+    match reply {
         Response::Written(PutReply {
             receipt,
             siblings,
@@ -251,11 +221,7 @@ pub async fn replica_get(
         bucket: bucket.as_bytes().to_vec(),
         key: key.as_bytes().to_vec(),
     };
-    match session
-        .endpoint
-        .call(address, &request, session.timeout)
-        .await?
-    {
+    match session.call_at(address, request).await? {
         Response::Replica {
             object: Some(object),
         } => {
@@ -282,7 +248,7 @@ pub async fn hints(session: &Session, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if queues.is_empty() {
-        println!("no pending hints on {}", session.node);
+        println!("no pending hints on {}", session.node());
     }
     for (target, hints, bytes) in queues {
         println!("{target}  {hints} hints  {bytes} bytes");

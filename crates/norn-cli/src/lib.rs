@@ -1,7 +1,6 @@
-//! The `norn` command-line tool.
+//! The `norn` command-line tool. It speaks to the cluster through
+//! norn-client (which finds the client configuration and the node to ask).
 //!
-//! - [`client_config`]: where `norn` finds the cluster (a TOML file: node
-//!   addresses and client certificate), and how.
 //! - [`certs`]: `norn certs init | node | client`.
 //! - [`data`]: `norn get | put | delete`, `norn admin replica-get | hints`.
 //! - [`admin`]: `norn admin members | ring | join | plan | commit`, and their
@@ -9,5 +8,4 @@
 
 pub mod admin;
 pub mod certs;
-pub mod client_config;
 pub mod data;

@@ -9,11 +9,15 @@
 //!
 //! - [`balancer`]: the policies (pure, unit-tested).
 //! - [`client`]: [`Client`], [`ClientOptions`] and [`ClientError`].
+//! - [`session`]: [`NodeSession`], one node at a time for admin and
+//!   replica requests, and where the client configuration is found.
 
 pub mod balancer;
 pub mod client;
+pub mod session;
 
 pub use balancer::{Balancer, Policy};
 pub use client::{Client, ClientError, ClientOptions};
 pub use norn_clock::{Context, Sibling};
 pub use norn_proto::{GetReply, PutReply, QuorumOptions, WriteReceipt};
+pub use session::{NodeSession, DEFAULT_CONFIG};

@@ -24,6 +24,7 @@ use axum::routing::get;
 use axum::Router;
 use norn_clock::Sibling;
 use norn_core::Caller;
+use norn_proto::view::SiblingView;
 use norn_proto::{codec, ErrorCode, GetReply, QuorumOptions, Request, Response, WriteReceipt};
 use serde::{Deserialize, Serialize};
 
@@ -175,16 +176,8 @@ fn with_context(mut response: HttpResponse, reply: &GetReply) -> HttpResponse {
 }
 
 #[derive(Debug, Serialize)]
-struct SiblingJson {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value_hex: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
 struct SiblingsJson {
-    siblings: Vec<SiblingJson>,
+    siblings: Vec<SiblingView>,
     /// Tombstones among the siblings (deletes concurrent with the values).
     deleted: usize,
 }
@@ -235,19 +228,7 @@ async fn get_key(
         )
             .into_response(),
         values => {
-            let siblings = values
-                .iter()
-                .map(|v| match std::str::from_utf8(v) {
-                    Ok(text) => SiblingJson {
-                        value: Some(text.to_string()),
-                        value_hex: None,
-                    },
-                    Err(_) => SiblingJson {
-                        value: None,
-                        value_hex: Some(v.iter().map(|b| format!("{b:02x}")).collect()),
-                    },
-                })
-                .collect();
+            let siblings = values.iter().map(|v| SiblingView::of_value(v)).collect();
             let deleted = reply.siblings.len() - values.len();
             (
                 StatusCode::MULTIPLE_CHOICES,

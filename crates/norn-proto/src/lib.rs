@@ -6,12 +6,15 @@
 //!   a payload; the length is checked before anything is allocated.
 //! - [`message`]: the requests and responses. Later work adds variants;
 //!   variants are only ever appended, so older peers can still decode.
+//! - [`view`]: [`view::SiblingView`], a sibling as the HTTP API and the CLI
+//!   show it in JSON.
 //! - [`error`]: [`ProtoError`], what can go wrong.
 
 pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod message;
+pub mod view;
 
 pub use error::ProtoError;
 pub use frame::{encode_frame, Frame, FrameDecoder, FORMAT_VERSION, FRAME_HEADER_BYTES};

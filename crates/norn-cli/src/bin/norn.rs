@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use norn_cli::client_config::{ClientConfig, Session};
 use norn_cli::{admin, certs, data};
+use norn_client::{ClientOptions, NodeSession as Session};
 use norn_membership::ChangeKind;
 
 /// Talk to a norn cluster: certificates, admin views and ring changes.
@@ -229,8 +229,9 @@ async fn open(
     node: &Option<String>,
     timeout: Duration,
 ) -> anyhow::Result<Session> {
-    let config = ClientConfig::locate(config.as_deref())?;
-    Session::open(&config, node.as_deref(), timeout).await
+    let mut options = ClientOptions::locate(config.as_deref())?;
+    options.timeout = timeout;
+    Ok(Session::open(&options, node.as_deref()).await?)
 }
 
 /// Ends the process quietly when stdout is a closed pipe (`norn ... | head`):
@@ -278,11 +279,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
         Command::Get { bucket, key, flags } => {
             let session = open(&args.config, &args.node, timeout).await?;
+            let options = flags.options();
             let found = data::get(
                 &session,
                 &bucket,
                 &key,
-                flags.options(),
+                options,
                 request_timeout_ms,
                 flags.json,
             )
@@ -301,73 +303,70 @@ async fn run(args: Args) -> anyhow::Result<()> {
         } => {
             let value = read_value(value, file)?;
             let session = open(&args.config, &args.node, timeout).await?;
-            data::put(
-                &session,
-                data::write_request(
-                    &bucket,
-                    &key,
-                    Some(value),
-                    flags.context()?,
-                    flags.options(),
-                    request_timeout_ms,
-                ),
-                flags.json,
-            )
-            .await
+            let request = data::write_request(
+                &bucket,
+                &key,
+                Some(value),
+                flags.context()?,
+                flags.options(),
+                request_timeout_ms,
+            );
+            data::put(&session, request, flags.json).await
         }
         Command::Delete { bucket, key, flags } => {
             let session = open(&args.config, &args.node, timeout).await?;
-            data::put(
-                &session,
-                data::write_request(
-                    &bucket,
-                    &key,
-                    None,
-                    flags.context()?,
-                    flags.options(),
-                    request_timeout_ms,
-                ),
-                flags.json,
-            )
-            .await
+            let request = data::write_request(
+                &bucket,
+                &key,
+                None,
+                flags.context()?,
+                flags.options(),
+                request_timeout_ms,
+            );
+            data::put(&session, request, flags.json).await
         }
         Command::Admin { command } => {
             let session = open(&args.config, &args.node, timeout).await?;
-            match command {
-                AdminCommand::Members { json } => admin::members(&session, json).await,
-                AdminCommand::Ring { n, json } => admin::ring(&session, n, json).await,
-                AdminCommand::Join { seed } => admin::join(&session, &seed).await,
-                AdminCommand::Plan { change, json } => {
-                    let stage = change.map(|c| match c {
-                        PlanChange::Leave { member } => (ChangeKind::Leave, member),
-                        PlanChange::Remove { member } => (ChangeKind::Remove, member),
-                    });
-                    admin::plan(&session, stage, json).await
-                }
-                AdminCommand::Commit => admin::commit(&session).await,
-                AdminCommand::ReplicaGet {
-                    replica,
-                    bucket,
-                    key,
-                    json,
-                } => data::replica_get(&session, &replica, &bucket, &key, json).await,
-                AdminCommand::Hints { json } => data::hints(&session, json).await,
-                AdminCommand::Repair {
-                    status: true, json, ..
-                } => admin::repair_status(&session, args.node.is_some(), json).await,
-                AdminCommand::Repair {
-                    partition,
-                    status: false,
-                    json,
-                } => {
-                    let scope = admin::RepairScope {
-                        this_node_only: args.node.is_some(),
-                        partition,
-                    };
-                    admin::repair(&session, scope, json).await
-                }
-                AdminCommand::Transfers { json } => admin::transfers(&session, json).await,
-            }
+            run_admin(&session, command, args.node.is_some()).await
         }
+    }
+}
+
+/// `norn admin ...` on `session`; `one_node` when `--node` named a node.
+async fn run_admin(session: &Session, command: AdminCommand, one_node: bool) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Members { json } => admin::members(session, json).await,
+        AdminCommand::Ring { n, json } => admin::ring(session, n, json).await,
+        AdminCommand::Join { seed } => admin::join(session, &seed).await,
+        AdminCommand::Plan { change, json } => {
+            let stage = change.map(|c| match c {
+                PlanChange::Leave { member } => (ChangeKind::Leave, member),
+                PlanChange::Remove { member } => (ChangeKind::Remove, member),
+            });
+            admin::plan(session, stage, json).await
+        }
+        AdminCommand::Commit => admin::commit(session).await,
+        AdminCommand::ReplicaGet {
+            replica,
+            bucket,
+            key,
+            json,
+        } => data::replica_get(session, &replica, &bucket, &key, json).await,
+        AdminCommand::Hints { json } => data::hints(session, json).await,
+        AdminCommand::Repair {
+            status: true, json, ..
+        } => admin::repair_status(session, one_node, json).await,
+        AdminCommand::Repair {
+            partition,
+            status: false,
+            json,
+        } => {
+            let scope = admin::RepairScope {
+                this_node_only: one_node,
+                partition,
+            };
+            admin::repair(session, scope, json).await
+        }
+        AdminCommand::Transfers { json } => admin::transfers(session, json).await,
     }
 }
