@@ -35,9 +35,16 @@ fmt:
 bench-storage: deps
 	$(CARGO) bench --workspace --bench storage
 
-## Fuzzes the frame decoder (needs cargo-fuzz; not part of CI).
+## Fuzzes every decoder reachable from the network and the core's request
+## handler, FUZZ_SECONDS (60) each; FUZZ_TARGETS picks some. Installs
+## cargo-fuzz when missing. Not part of CI.
+FUZZ_TARGETS ?= frame_decoder ring_decode member_decode context_header core_requests
 fuzz:
-	cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run frame_decoder -- -max_total_time=$${FUZZ_SECONDS:-60}
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	@for target in $(FUZZ_TARGETS); do \
+	  echo "== $$target"; \
+	  (cd fuzz && RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run $$target -- -max_total_time=$${FUZZ_SECONDS:-60}) || exit 1; \
+	done
 
 ## Starts NODES (default 3) local nodes; see README.
 cluster: deps

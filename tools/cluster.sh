@@ -46,7 +46,8 @@ trap cleanup_on_failure ERR
 
 "$NORN" certs init --dir "$DIR/certs" --cluster local >/dev/null
 for i in $(seq 1 "$NODES"); do "$NORN" certs node "n$i" --dir "$DIR/certs" >/dev/null; done
-"$NORN" certs client admin --dir "$DIR/certs" >/dev/null
+"$NORN" certs client admin --role admin --dir "$DIR/certs" >/dev/null
+"$NORN" certs client data --role data --dir "$DIR/certs" >/dev/null
 
 write_config() { # index seed
   local i=$1
@@ -94,8 +95,14 @@ cat > "$DIR/client.toml" <<TOML
 # Written by make cluster; norn finds it from the repository root.
 nodes = [$(IFS=,; echo "${addresses[*]}")]
 
+# Data requests (get, put, delete) present the data certificate...
 [tls]
 ca_cert = "certs/ca.pem"
+cert = "certs/data.pem"
+key = "certs/data.key"
+
+# ...and \`norn admin\` the admin one.
+[admin_tls]
 cert = "certs/admin.pem"
 key = "certs/admin.key"
 TOML

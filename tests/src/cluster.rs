@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use norn_net::certs::{self, Issued};
 use norn_net::tls::TlsMaterial;
 use norn_net::{Endpoint, EndpointLimits, TlsFiles};
-use norn_proto::{MemberInfo, Request, Response};
+use norn_proto::{ClientRole, MemberInfo, Request, Response};
 use norn_ring::{NodeId, Ring};
 
 /// Where the binaries under test are: `$NORN_BIN_DIR`, else the cargo target
@@ -70,7 +70,8 @@ impl TestCluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let ca = certs::new_ca("test").expect("CA");
         certs::write_pem(&dir.path().join("ca.pem"), &ca.cert_pem, false).expect("ca.pem");
-        let admin = certs::issue_client(&ca, "admin").expect("admin certificate");
+        let admin =
+            certs::issue_client(&ca, "admin", ClientRole::Admin).expect("admin certificate");
         let files = write_pair(dir.path(), "admin", &admin);
         let admin = Arc::new(
             Endpoint::client(
@@ -622,6 +623,17 @@ partition_bits = {bits}
             }
         }
         digests
+    }
+
+    /// A client endpoint with a new client certificate `name` in `role`.
+    pub fn endpoint_as_client(&self, name: &str, role: ClientRole) -> Endpoint {
+        let issued = certs::issue_client(&self.ca, name, role).expect("client certificate");
+        let files = write_pair(self.dir.path(), name, &issued);
+        Endpoint::client(
+            &TlsMaterial::load(&files).expect("client TLS"),
+            EndpointLimits::default(),
+        )
+        .expect("client endpoint")
     }
 
     /// A client endpoint holding node `index`'s own certificate, to send

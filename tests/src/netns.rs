@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use norn_net::certs;
+use norn_proto::ClientRole;
 use norn_ring::NodeId;
 
 use crate::cluster::{bin_dir, write_pair};
@@ -144,7 +145,8 @@ impl FaultCluster {
         let dir = self.dir.path();
         let ca = certs::new_ca("faults").map_err(|e| e.to_string())?;
         certs::write_pem(&dir.join("ca.pem"), &ca.cert_pem, false).map_err(|e| e.to_string())?;
-        let admin = certs::issue_client(&ca, "admin").map_err(|e| e.to_string())?;
+        let admin =
+            certs::issue_client(&ca, "admin", ClientRole::Admin).map_err(|e| e.to_string())?;
         write_pair(dir, "admin", &admin);
         for index in 1..=self.nodes {
             let name = format!("n{index}");

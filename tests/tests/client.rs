@@ -17,6 +17,7 @@ fn options(cluster: &TestCluster, policy: Policy) -> ClientOptions {
             cert: dir.join("admin.pem"),
             key: dir.join("admin.key"),
         },
+        admin_tls: None,
         policy,
         timeout: Duration::from_secs(3),
         ring_refresh: Duration::from_secs(1),

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use anyhow::Context;
 use norn_net::certs::{self, Issued};
+use norn_proto::ClientRole;
 use norn_ring::NodeId;
 
 fn read_ca(dir: &Path) -> anyhow::Result<Issued> {
@@ -41,9 +42,14 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 /// `norn certs init --dir DIR`: a new cluster CA in `DIR/ca.pem` and
-/// `DIR/ca.key` (mode 0600).
+/// `DIR/ca.key` (mode 0600); DIR is created with mode 0700.
 pub fn init(dir: &Path, cluster: &str) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
     anyhow::ensure!(
         !dir.join("ca.pem").exists(),
         "{} already holds a CA",
@@ -69,12 +75,12 @@ pub fn node(dir: &Path, name: &str) -> anyhow::Result<NodeId> {
     Ok(id)
 }
 
-/// `norn certs client NAME`: a client certificate.
-pub fn client(dir: &Path, name: &str) -> anyhow::Result<()> {
+/// `norn certs client NAME --role ROLE`: a client certificate.
+pub fn client(dir: &Path, name: &str, role: ClientRole) -> anyhow::Result<()> {
     check_name(name)?;
-    write_pair(dir, name, &certs::issue_client(&read_ca(dir)?, name)?)?;
+    write_pair(dir, name, &certs::issue_client(&read_ca(dir)?, name, role)?)?;
     println!(
-        "client {name} written to {}/{name}.pem and {name}.key",
+        "{role} client {name} written to {}/{name}.pem and {name}.key",
         dir.display()
     );
     Ok(())

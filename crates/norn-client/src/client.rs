@@ -22,6 +22,9 @@ pub struct ClientOptions {
     pub seeds: Vec<String>,
     /// The client's certificate, key, and the cluster CA.
     pub tls: TlsFiles,
+    /// An admin certificate and key (same CA), for admin requests; see
+    /// [`ClientOptions::as_admin`].
+    pub admin_tls: Option<TlsFiles>,
     pub policy: Policy,
     /// How long to wait for one node's answer.
     pub timeout: Duration,
@@ -36,6 +39,14 @@ pub struct ClientOptions {
 struct ConfigFile {
     nodes: Vec<String>,
     tls: ConfigTls,
+    admin_tls: Option<ConfigAdminTls>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigAdminTls {
+    cert: PathBuf,
+    key: PathBuf,
 }
 
 #[derive(Debug, Deserialize)]
@@ -47,6 +58,16 @@ struct ConfigTls {
 }
 
 impl ClientOptions {
+    /// These options with the admin certificate as the client's own, when
+    /// the config names one (`[admin_tls]`); else unchanged.
+    pub fn as_admin(&self) -> ClientOptions {
+        let mut options = self.clone();
+        if let Some(admin) = &self.admin_tls {
+            options.tls = admin.clone();
+        }
+        options
+    }
+
     /// Options from a client config file (the `cluster/client.toml` that
     /// `make cluster` writes), with default policy and timeouts.
     pub fn from_config_file(path: impl AsRef<Path>) -> Result<ClientOptions, ClientError> {
@@ -59,10 +80,16 @@ impl ClientOptions {
         let file: ConfigFile = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: PathBuf| if p.is_relative() { base.join(p) } else { p };
+        let ca_cert = resolve(file.tls.ca_cert);
         Ok(ClientOptions {
             seeds: file.nodes,
+            admin_tls: file.admin_tls.map(|admin| TlsFiles {
+                ca_cert: ca_cert.clone(),
+                cert: resolve(admin.cert),
+                key: resolve(admin.key),
+            }),
             tls: TlsFiles {
-                ca_cert: resolve(file.tls.ca_cert),
+                ca_cert,
                 cert: resolve(file.tls.cert),
                 key: resolve(file.tls.key),
             },

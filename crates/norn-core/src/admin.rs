@@ -98,6 +98,17 @@ pub(crate) fn plan(node: &NodeState) -> PlanView {
 /// Commits the staged changes as the next ring; returns the membership's
 /// effects (the adopted ring among them) for the core to carry out.
 pub(crate) fn commit(node: &mut NodeState) -> Result<Vec<norn_membership::Effect>, Response> {
+    // Rings spread only from members of the ring they replace (see
+    // `crate::access`), so only a member may commit the next one.
+    if let Some(ring) = node.membership.ring() {
+        if !ring.members().contains_key(&node.id) {
+            let refusal = format!(
+                "this node is not in ring {}: commit on one of its members",
+                ring.version()
+            );
+            return Err(error(ErrorCode::Conflict, refusal));
+        }
+    }
     let members = known_members(&node.membership);
     let proposed = plan::propose(
         node.membership.ring(),

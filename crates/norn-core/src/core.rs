@@ -5,10 +5,13 @@
 //! the same seed, give the same effects: that is what lets the simulator's
 //! verdicts speak for nornd.
 
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use norn_clock::Lifetime;
-use norn_membership::{Effect as MembershipEffect, GossipMessage, Member, MemberState, Membership};
+use norn_membership::{
+    Effect as MembershipEffect, GossipMessage, Member, MemberState, Membership, Sender,
+};
 use norn_proto::{codec, ErrorCode, MemberInfo, Request, Response};
 use norn_ring::{NodeId, Ring};
 use norn_storage::{Durability, Storage};
@@ -21,11 +24,11 @@ use crate::error::CoreError;
 use crate::handoff::Handoff;
 use crate::io::{CallFailure, CallId, Caller, Destination, Effect, Job, SyncToken, Timer, Token};
 use crate::metrics::{Counter, Gauges, Metrics};
-use crate::node::{error, NodeState, RING_META};
+use crate::node::{error, NodeState, FORMER_MEMBERS_META, RING_META};
 use crate::outbox::{AfterSync, Outbox, Route};
 use crate::transfer::Transfers;
 use crate::verify::Verifier;
-use crate::{admin, replica};
+use crate::{access, admin, replica};
 
 /// Who a node is in this run, as it gossips itself.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,10 +44,15 @@ pub struct NodeIdentity {
     pub incarnation: u64,
 }
 
+/// Distinct (caller, request kind) refusals logged; later ones are only
+/// counted, so that a flood cannot fill the log.
+const MAX_REFUSALS_LOGGED: usize = 4096;
+
 /// One node.
 #[derive(Debug)]
 pub struct Core {
     node: NodeState,
+    refusals_logged: HashSet<(Caller, &'static str)>,
     coordinator: Coordinator,
     handoff: Handoff,
     verifier: Verifier,
@@ -70,6 +78,13 @@ impl Core {
             })?),
             None => None,
         };
+        let former_members = match storage.get_meta(FORMER_MEMBERS_META)? {
+            Some(bytes) => codec::decode(&bytes).map_err(|e| CoreError::Meta {
+                what: "former members",
+                reason: e.to_string(),
+            })?,
+            None => BTreeSet::new(),
+        };
         let mut rng = SmallRng::seed_from_u64(seed);
         let lifetime = Lifetime::new(rng.gen());
         let member = Member {
@@ -87,6 +102,7 @@ impl Core {
         membership.add_seeds(seeds);
         tracing::info!(lifetime = %format_args!("{:016x}", lifetime.id()), "dots of this run belong to a fresh lifetime");
         let mut core = Core {
+            refusals_logged: HashSet::new(),
             verifier: Verifier::new(config.anti_entropy.max_bytes_per_sec),
             transfers: Transfers::new(config.transfers.max_bytes_per_sec),
             coordinator: Coordinator::default(),
@@ -99,6 +115,7 @@ impl Core {
                 lifetime,
                 membership,
                 ring: ring.map(Arc::new),
+                former_members,
                 out: Outbox::default(),
                 metrics: Metrics::default(),
                 newest_ring_seen: 0,
@@ -140,6 +157,11 @@ impl Core {
     /// `call`, now or later.
     pub fn on_request(&mut self, now: u64, call: CallId, caller: Caller, request: Request) {
         self.node.now = now;
+        let role = self.node.role_of(&caller);
+        if !access::allowed(&request).contains(role) {
+            let refusal = self.refuse(&caller, role, &request);
+            return self.node.reply(call, refusal);
+        }
         match request {
             Request::Get {
                 bucket,
@@ -196,14 +218,28 @@ impl Core {
             | Request::ReplicaPutMany { .. }
             | Request::Reap { .. }
             | Request::TreeRoots { .. }
-            | Request::DurableKeyDigests { .. }) => {
-                serve_replica(&mut self.node, call, &caller, &exchange)
-            }
+            | Request::DurableKeyDigests { .. }) => serve_replica(&mut self.node, call, &exchange),
             request => {
                 let response = self.answer(&caller, request);
                 self.node.reply(call, response);
             }
         }
+    }
+
+    /// The refusal of a request `caller` may not make: counted, and logged
+    /// once per caller and request kind.
+    fn refuse(&mut self, caller: &Caller, role: access::Role, request: &Request) -> Response {
+        let kind = access::kind(request);
+        self.node.metrics.count(Counter::RequestsRefused, 1);
+        if self.refusals_logged.len() < MAX_REFUSALS_LOGGED
+            && self.refusals_logged.insert((caller.clone(), kind))
+        {
+            tracing::warn!(peer = %caller, ?role, request = kind, "refused a request its certificate does not allow");
+        }
+        error(
+            ErrorCode::Forbidden,
+            format!("{caller} ({role:?}) may not send {kind} requests"),
+        )
     }
 
     /// Requests answered at once.
@@ -241,13 +277,29 @@ impl Core {
     fn gossip(&mut self, caller: &Caller, message: GossipMessage) -> Response {
         let sender = message.sender();
         if *caller != Caller::Node(sender) {
+            self.node.metrics.count(Counter::RequestsRefused, 1);
             tracing::warn!(peer = %caller, claimed = %sender, "refused gossip claiming another node's id");
             return error(
                 ErrorCode::Forbidden,
                 format!("{caller} may not speak for node {sender}"),
             );
         }
-        let effects = self.node.membership.receive(self.node.now, message);
+        let role = self.node.role_of(caller);
+        // A node that holds no ring yet cannot tell members from others:
+        // it hears everyone until its first ring (which it takes from
+        // whoever pushes one first; see the README's threat model).
+        let standing = match role {
+            _ if self.node.ring.is_none() => Sender::Admitted,
+            access::Role::Member | access::Role::FormerMember => Sender::Admitted,
+            _ => Sender::Unadmitted,
+        };
+        if standing == Sender::Unadmitted && matches!(message, GossipMessage::RingPush { .. }) {
+            return self.refuse(caller, role, &Request::Gossip(message));
+        }
+        let effects = self
+            .node
+            .membership
+            .receive(self.node.now, message, standing);
         self.apply_membership(effects);
         Response::Ack
     }
@@ -461,21 +513,10 @@ fn data_key_in(
     .map_err(|e| error(ErrorCode::BadRequest, e))
 }
 
-/// The replica side of exchanges, transfers and reaps. Writes and removals
-/// are open to nodes only; reads also to admin clients (to inspect
-/// replicas). A batch of writes is answered once it is on disk.
-fn serve_replica(node: &mut NodeState, call: CallId, caller: &Caller, request: &Request) {
-    let writes = matches!(
-        request,
-        Request::ReplicaPutMany { .. } | Request::Reap { .. }
-    );
-    if writes && !matches!(caller, Caller::Node(_)) {
-        let refusal = error(
-            ErrorCode::Forbidden,
-            format!("{caller} may not make replica requests"),
-        );
-        return node.reply(call, refusal);
-    }
+/// The replica side of exchanges, transfers and reaps (open to the roles
+/// [`access::allowed`] lists). A batch of writes is answered once it is on
+/// disk.
+fn serve_replica(node: &mut NodeState, call: CallId, request: &Request) {
     if let Request::ReplicaPutMany { ring_version, .. } = request {
         node.newest_ring_seen = node.newest_ring_seen.max(*ring_version);
     }

@@ -4,7 +4,7 @@
 //! (nornd over QUIC and HTTP, the simulator over its virtual network)
 //! carries out every [`Effect`] and feeds back what became of it.
 
-use norn_proto::{Request, Response};
+use norn_proto::{ClientRole, Request, Response};
 use norn_ring::NodeId;
 
 /// Who sent a request, as the transport authenticated it.
@@ -12,8 +12,8 @@ use norn_ring::NodeId;
 pub enum Caller {
     /// A node certificate naming this node id.
     Node(NodeId),
-    /// A client certificate with this name.
-    Client(String),
+    /// A client certificate with this name and role.
+    Client { name: String, role: ClientRole },
     /// The node's own HTTP API (authenticated by its bearer token).
     Http,
 }
@@ -22,7 +22,7 @@ impl std::fmt::Display for Caller {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Caller::Node(id) => write!(f, "node {id}"),
-            Caller::Client(name) => write!(f, "client {name}"),
+            Caller::Client { name, role } => write!(f, "{role} client {name}"),
             Caller::Http => write!(f, "the HTTP API"),
         }
     }

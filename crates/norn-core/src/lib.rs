@@ -8,6 +8,8 @@
 //! - [`core`]: [`Core`], the inputs it takes and the views it gives.
 //! - [`io`]: [`Effect`], [`Caller`], [`Timer`] and the handles that tie
 //!   answers to questions.
+//! - [`access`]: who may ask what, the one table checked before a request
+//!   is handled.
 //! - [`config`]: [`CoreConfig`], typed and validated, with `for_test()`.
 //! - [`coordinator`]: quorum reads and writes, forwarding, read repair.
 //! - [`replica`] and [`serve`]: a replica's operations on its own storage,
@@ -22,6 +24,7 @@
 //! - [`metrics`]: counters, latency histograms, the Prometheus text.
 //! - [`error`]: [`CoreError`], what can go wrong.
 
+pub mod access;
 pub mod admin;
 pub mod config;
 pub mod coordinator;

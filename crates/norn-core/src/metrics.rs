@@ -46,10 +46,11 @@ pub enum Counter {
     TombstonesReaped,
     TransferKeys,
     TransferBytes,
+    RequestsRefused,
 }
 
 impl Counter {
-    const ALL: [Counter; 10] = [
+    const ALL: [Counter; 11] = [
         Counter::QuorumFailures,
         Counter::ReadRepairs,
         Counter::HintsDelivered,
@@ -60,6 +61,7 @@ impl Counter {
         Counter::TombstonesReaped,
         Counter::TransferKeys,
         Counter::TransferBytes,
+        Counter::RequestsRefused,
     ];
 
     /// Name and help text.
@@ -101,6 +103,10 @@ impl Counter {
             Counter::TransferBytes => (
                 "norn_transfer_bytes_total",
                 "Bytes sent by ownership transfers.",
+            ),
+            Counter::RequestsRefused => (
+                "norn_requests_refused_total",
+                "Requests refused because the caller's certificate or standing does not allow them.",
             ),
         }
     }

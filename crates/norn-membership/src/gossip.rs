@@ -11,6 +11,16 @@
 //! digest it got asks the sender for its ring; one whose ring supersedes the
 //! digest pushes its ring back. Being down is a local opinion and never
 //! changes the ring.
+//!
+//! Who may say what ([`Sender`]): a member's record (address, incarnation,
+//! state, handoffs) changes only on that member's own word, that is, in a
+//! message whose sender the transport verified to be that member. A record
+//! relayed by another node is taken whole only for a node never heard from
+//! first hand (so a newcomer learns where everyone is); after that, relays
+//! only advance its heartbeat within the incarnation it announced itself.
+//! A sender that is not an admitted member may announce itself, ask to
+//! join (a staged join of itself) and pull the ring, nothing more.
+//! Counters from the wire saturate.
 
 use std::collections::BTreeMap;
 
@@ -84,6 +94,33 @@ struct Peer {
     member: Member,
     detector: PhiAccrual,
     up: bool,
+    /// Whether `member` came from the node itself (else from a relay).
+    first_hand: bool,
+}
+
+impl Peer {
+    /// A heartbeat of the peer was heard: its detector learns of it, and a
+    /// peer that is active and no longer suspected is up again.
+    fn heard(&mut self, now_ms: u64, phi_threshold: f64, effects: &mut Vec<Effect>) {
+        self.detector.heartbeat(now_ms);
+        let alive =
+            self.member.state == MemberState::Active && self.detector.phi(now_ms) <= phi_threshold;
+        if !self.up && alive {
+            self.up = true;
+            effects.push(Effect::PeerUp(self.member.id));
+        }
+    }
+}
+
+/// The standing of a gossip message's sender, which the node's access rules
+/// decide (see norn-core's `access`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sender {
+    /// A node of a ring this node holds or held: its relays are heard.
+    Admitted,
+    /// Any other node: only its own record, its own staged join and ring
+    /// pulls are heard.
+    Unadmitted,
 }
 
 /// The membership of one node.
@@ -230,7 +267,7 @@ impl Membership {
     /// the digest to up to `gossip_fanout` peers (and to every seed not yet
     /// known by id).
     pub fn tick(&mut self, now_ms: u64) -> Vec<Effect> {
-        self.me.heartbeat += 1;
+        self.me.heartbeat = self.me.heartbeat.saturating_add(1);
         let mut effects = Vec::new();
         for (id, peer) in &mut self.peers {
             let suspected = peer.member.state == MemberState::Leaving
@@ -285,8 +322,9 @@ impl Membership {
         }
     }
 
-    /// Handles a message from a peer.
-    pub fn receive(&mut self, now_ms: u64, message: GossipMessage) -> Vec<Effect> {
+    /// Handles a message from a peer whose id the transport verified to be
+    /// `message.sender()`.
+    pub fn receive(&mut self, now_ms: u64, message: GossipMessage, sender: Sender) -> Vec<Effect> {
         let mut effects = Vec::new();
         match message {
             GossipMessage::Digest {
@@ -297,12 +335,22 @@ impl Membership {
                 ring_fingerprint,
             } => {
                 for member in members {
-                    self.merge_member(now_ms, member, &mut effects);
+                    if member.id == from {
+                        self.merge_member(now_ms, member, true, &mut effects);
+                    } else if sender == Sender::Admitted {
+                        self.merge_member(now_ms, member, false, &mut effects);
+                    }
                 }
                 for change in staged {
-                    self.merge_staged(change);
+                    let own_join = change.node == from && change.kind == ChangeKind::Join;
+                    if sender == Sender::Admitted || own_join {
+                        self.merge_staged(change);
+                    }
                 }
-                self.compare_rings(from, ring_version, ring_fingerprint, &mut effects);
+                // A newer ring is pulled only from an admitted sender (an
+                // unadmitted one's push would be refused).
+                let digest_ring = (ring_version, ring_fingerprint);
+                self.compare_rings(from, digest_ring, sender == Sender::Admitted, &mut effects);
             }
             GossipMessage::RingPull { from } => {
                 if let (Some(ring), Some(address)) = (&self.ring, self.address_of(from)) {
@@ -313,7 +361,11 @@ impl Membership {
                     effects.push(Effect::Send { address, message });
                 }
             }
-            GossipMessage::RingPush { ring, .. } => self.adopt_ring(ring, &mut effects),
+            GossipMessage::RingPush { ring, .. } => {
+                if sender == Sender::Admitted {
+                    self.adopt_ring(ring, &mut effects);
+                }
+            }
         }
         effects
     }
@@ -322,14 +374,21 @@ impl Membership {
         self.peers.get(&node).map(|p| p.member.address.clone())
     }
 
-    fn merge_member(&mut self, now_ms: u64, member: Member, effects: &mut Vec<Effect>) {
+    /// Merges a record of `member`; `first_hand` when its own node sent it.
+    fn merge_member(
+        &mut self,
+        now_ms: u64,
+        member: Member,
+        first_hand: bool,
+        effects: &mut Vec<Effect>,
+    ) {
         if member.id == self.me.id {
             // Someone remembers a later life of this node (its data was lost
             // and it restarted with an old incarnation): move past it. Any
             // record that is newer than this node's own counts, whatever its
             // heartbeat: a life that ended early has a small one.
             if member.newer_than(&self.me) {
-                self.me.incarnation = member.incarnation + 1;
+                self.me.incarnation = member.incarnation.saturating_add(1);
                 self.me.heartbeat = 0;
             }
             return;
@@ -357,22 +416,27 @@ impl Membership {
                         member,
                         detector,
                         up,
+                        first_hand,
                     },
                 );
             }
-            Some(peer) if member.newer_than(&peer.member) => {
+            Some(peer) if peer.first_hand && !first_hand => {
+                // A relay: a heartbeat of the life the node announced, no
+                // more.
+                let same_life = member.incarnation == peer.member.incarnation;
+                if same_life && member.heartbeat > peer.member.heartbeat {
+                    peer.member.heartbeat = member.heartbeat;
+                    peer.heard(now_ms, config.phi_threshold, effects);
+                }
+            }
+            Some(peer) if member.newer_than(&peer.member) || (first_hand && !peer.first_hand) => {
+                peer.first_hand |= first_hand;
                 if member.incarnation != peer.member.incarnation {
                     // A restart: the old intervals say nothing of the new life.
                     peer.detector = new_detector();
                 }
-                peer.detector.heartbeat(now_ms);
                 peer.member = member;
-                let alive = peer.member.state == MemberState::Active
-                    && peer.detector.phi(now_ms) <= config.phi_threshold;
-                if !peer.up && alive {
-                    peer.up = true;
-                    effects.push(Effect::PeerUp(peer.member.id));
-                }
+                peer.heard(now_ms, config.phi_threshold, effects);
             }
             Some(_) => {}
         }
@@ -381,8 +445,8 @@ impl Membership {
     fn compare_rings(
         &mut self,
         from: NodeId,
-        version: u64,
-        fingerprint: u64,
+        (version, fingerprint): (u64, u64),
+        may_pull: bool,
         effects: &mut Vec<Effect>,
     ) {
         let Some(address) = self.address_of(from) else {
@@ -392,7 +456,7 @@ impl Membership {
             .ring
             .as_ref()
             .map_or((0, 0), |r| (r.version(), r.fingerprint()));
-        if (version, fingerprint) > mine {
+        if (version, fingerprint) > mine && may_pull {
             effects.push(Effect::Send {
                 address,
                 message: GossipMessage::RingPull { from: self.me.id },

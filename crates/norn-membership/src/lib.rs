@@ -18,5 +18,5 @@ pub mod member;
 
 pub use config::{ConfigError, MembershipConfig};
 pub use detector::PhiAccrual;
-pub use gossip::{Effect, GossipMessage, MemberView, Membership};
+pub use gossip::{Effect, GossipMessage, MemberView, Membership, Sender};
 pub use member::{ChangeKind, Member, MemberState, StagedChange};

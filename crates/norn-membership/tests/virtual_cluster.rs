@@ -5,7 +5,9 @@
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
-use norn_membership::{Effect, GossipMessage, Member, MemberState, Membership, MembershipConfig};
+use norn_membership::{
+    Effect, GossipMessage, Member, MemberState, Membership, MembershipConfig, Sender,
+};
 use norn_ring::{NodeId, Ring, RingMember};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
@@ -149,7 +151,9 @@ impl Cluster {
                 if !node.running {
                     continue;
                 }
-                let effects = node.membership.receive(self.now_ms, message);
+                let effects = node
+                    .membership
+                    .receive(self.now_ms, message, Sender::Admitted);
                 self.apply(to, effects);
             }
             let due: Vec<NodeId> = self

@@ -64,7 +64,7 @@ async fn main() {
     let client_tls = material(
         dir.path(),
         "client",
-        &issue_client(&ca, "bench").expect("client"),
+        &issue_client(&ca, "bench", norn_proto::ClientRole::Data).expect("client"),
         &ca,
     );
     let server = Arc::new(

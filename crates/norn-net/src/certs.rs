@@ -4,7 +4,10 @@
 //! peers verify when they connect) and the URI `urn:norn:node:<id>`, which is
 //! the node's identity: a node takes its id from its own certificate, and
 //! peers take it from the certificate they verified. A client certificate
-//! carries `urn:norn:client:<name>` instead. Keys are ECDSA P-256.
+//! carries `urn:norn:client:<role>:<name>` instead, where the role is `data`
+//! (reads and writes) or `admin` (also ring changes, repair, inspection);
+//! a client certificate without a role names no identity and is refused.
+//! Keys are ECDSA P-256.
 
 use std::io::Write;
 use std::path::Path;
@@ -16,6 +19,7 @@ use rcgen::{
 };
 
 use crate::error::NetError;
+use crate::tls::{ClientRole, PeerIdentity};
 
 /// The server name every node certificate holds and every connection asks for.
 pub const NODE_SERVER_NAME: &str = "node.norn";
@@ -34,20 +38,23 @@ pub fn node_uri(id: NodeId) -> String {
     format!("{NODE_URI_PREFIX}{id}")
 }
 
-/// The URI SAN naming client `name`.
-pub fn client_uri(name: &str) -> String {
-    format!("{CLIENT_URI_PREFIX}{name}")
+/// The URI SAN naming client `name` in `role`.
+pub fn client_uri(name: &str, role: ClientRole) -> String {
+    format!("{CLIENT_URI_PREFIX}{role}:{name}")
 }
 
 /// Parses a URI SAN back into what it names.
-pub fn parse_identity_uri(uri: &str) -> Option<crate::tls::PeerIdentity> {
+pub fn parse_identity_uri(uri: &str) -> Option<PeerIdentity> {
     if let Some(hex) = uri.strip_prefix(NODE_URI_PREFIX) {
         return u64::from_str_radix(hex, 16)
             .ok()
-            .map(|id| crate::tls::PeerIdentity::Node(NodeId(id)));
+            .map(|id| PeerIdentity::Node(NodeId(id)));
     }
-    uri.strip_prefix(CLIENT_URI_PREFIX)
-        .map(|name| crate::tls::PeerIdentity::Client(name.to_string()))
+    let (role, name) = uri.strip_prefix(CLIENT_URI_PREFIX)?.split_once(':')?;
+    Some(PeerIdentity::Client {
+        name: name.to_string(),
+        role: role.parse().ok()?,
+    })
 }
 
 fn cert_error(e: impl std::fmt::Display) -> NetError {
@@ -95,12 +102,12 @@ pub fn issue_node(ca: &Issued, name: &str, id: NodeId) -> Result<Issued, NetErro
     sign(ca, params)
 }
 
-/// A client certificate for `name`, signed by `ca`.
-pub fn issue_client(ca: &Issued, name: &str) -> Result<Issued, NetError> {
+/// A client certificate for `name` in `role`, signed by `ca`.
+pub fn issue_client(ca: &Issued, name: &str, role: ClientRole) -> Result<Issued, NetError> {
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
     params
         .subject_alt_names
-        .push(SanType::URI(ia5(&client_uri(name))?));
+        .push(SanType::URI(ia5(&client_uri(name, role))?));
     params.distinguished_name.push(DnType::CommonName, name);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
     sign(ca, params)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use norn_proto::{Request, Response};
+use norn_ring::NodeId;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use tokio::sync::Mutex;
 
@@ -276,6 +277,30 @@ impl Endpoint {
         timeout: Duration,
     ) -> Result<Response, NetError> {
         let connection = self.connection(addr).await?;
+        let outcome = connection.call(request, timeout).await;
+        if matches!(outcome, Err(NetError::ConnectionLost { .. })) {
+            self.forget(addr, &connection).await;
+        }
+        outcome
+    }
+
+    /// [`Endpoint::call`] to the node `expected` at `addr`: refused, with
+    /// nothing sent, when the certificate at that address names another
+    /// node (an address reused by a new node, or an impostor).
+    pub async fn call_node(
+        &self,
+        expected: NodeId,
+        addr: SocketAddr,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, NetError> {
+        let connection = self.connection(addr).await?;
+        if *connection.peer() != PeerIdentity::Node(expected) {
+            return Err(NetError::PeerIdentity {
+                addr,
+                reason: format!("dialed node {expected}, reached {}", connection.peer()),
+            });
+        }
         let outcome = connection.call(request, timeout).await;
         if matches!(outcome, Err(NetError::ConnectionLost { .. })) {
             self.forget(addr, &connection).await;

@@ -9,6 +9,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
+pub use norn_proto::ClientRole;
+
 use crate::certs::parse_identity_uri;
 use crate::error::NetError;
 
@@ -27,14 +29,14 @@ pub struct TlsFiles {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum PeerIdentity {
     Node(NodeId),
-    Client(String),
+    Client { name: String, role: ClientRole },
 }
 
 impl std::fmt::Display for PeerIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             PeerIdentity::Node(id) => write!(f, "node {id}"),
-            PeerIdentity::Client(name) => write!(f, "client {name}"),
+            PeerIdentity::Client { name, role } => write!(f, "{role} client {name}"),
         }
     }
 }
@@ -78,7 +80,9 @@ pub fn check_private_key_mode(path: &Path) -> Result<(), NetError> {
 }
 
 impl TlsMaterial {
+    /// Loads the files; refuses a private key that others can read.
     pub fn load(files: &TlsFiles) -> Result<TlsMaterial, NetError> {
+        check_private_key_mode(&files.key)?;
         let ca = CertificateDer::from_pem_file(&files.ca_cert)
             .map_err(|e| file_error(&files.ca_cert, e))?;
         let chain = CertificateDer::pem_file_iter(&files.cert)

@@ -48,6 +48,14 @@ pub struct HttpSection {
     /// Required as `Authorization: Bearer <token>` on every route but
     /// `/health`; mandatory when `listen` is not a loopback address.
     pub bearer_token: Option<String>,
+    /// A connection that has not sent a whole request head this long after
+    /// it opened (or after its previous response) is closed. Default 5000.
+    pub header_timeout_ms: u64,
+    /// A request body not received whole this long after its head is
+    /// answered 408 and its connection closed. Default 30000.
+    pub body_timeout_ms: u64,
+    /// Connections open at once; more are closed at accept. Default 512.
+    pub max_connections: usize,
 }
 
 impl Default for HttpSection {
@@ -55,6 +63,9 @@ impl Default for HttpSection {
         HttpSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             bearer_token: None,
+            header_timeout_ms: 5_000,
+            body_timeout_ms: 30_000,
+            max_connections: 512,
         }
     }
 }
@@ -212,6 +223,12 @@ impl NodeConfig {
         let token = self.http.bearer_token.as_deref();
         if token.is_some_and(|t| t.len() < 16 || !t.is_ascii() || t.contains(char::is_whitespace)) {
             return Err("http.bearer_token must be at least 16 printable ASCII characters".into());
+        }
+        if self.http.header_timeout_ms == 0 || self.http.body_timeout_ms == 0 {
+            return Err("http.header_timeout_ms and http.body_timeout_ms must be positive".into());
+        }
+        if !(1..=65_536).contains(&self.http.max_connections) {
+            return Err("http.max_connections must be 1..=65536".into());
         }
         if !self.http.listen.ip().is_loopback() && token.is_none() {
             return Err(format!(

@@ -307,13 +307,16 @@ impl Driver {
         let timeout = Duration::from_millis(timeout_ms);
         let task = async move {
             let reply = match resolve(&to).await {
-                Ok(addr) => endpoint
-                    .call(addr, &request, timeout)
-                    .await
-                    .map_err(|e| match e {
-                        norn_net::NetError::Timeout { .. } => CallFailure::Timeout,
-                        other => CallFailure::Unreachable(other.to_string()),
-                    }),
+                Ok(addr) => match &to {
+                    Destination::Node { id, .. } => {
+                        endpoint.call_node(*id, addr, &request, timeout).await
+                    }
+                    Destination::Address(_) => endpoint.call(addr, &request, timeout).await,
+                }
+                .map_err(|e| match e {
+                    norn_net::NetError::Timeout { .. } => CallFailure::Timeout,
+                    other => CallFailure::Unreachable(other.to_string()),
+                }),
                 Err(reason) => Err(CallFailure::Unreachable(reason)),
             };
             if let Err(failure) = &reply {

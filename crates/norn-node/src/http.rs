@@ -12,9 +12,19 @@
 //! - Errors are JSON `{"code": "...", "message": "..."}` with stable codes.
 //!
 //! It listens on loopback unless configured otherwise; anywhere else it
-//! requires `Authorization: Bearer <http.bearer_token>` (checked at load).
+//! requires `Authorization: Bearer <http.bearer_token>` (checked at load,
+//! compared in constant time).
+//!
+//! Slow and abusive clients: [`serve`] accepts at most
+//! `http.max_connections` connections at once (more are closed at accept,
+//! and counted), closes a connection that does not send a request head
+//! within `http.header_timeout_ms`, refuses a body whose declared length is
+//! over the limit before reading it (413), and answers 408 to a body not
+//! received within `http.body_timeout_ms`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
@@ -108,14 +118,130 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),
+            read_body,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            node.clone(),
             authorize,
         ))
-        // One byte over the value limit, so that the node's own check
-        // answers oversized values with its JSON error.
+        // The extractor's own limit (2 MiB unless set) must not be below
+        // the one `read_body` holds.
         .layer(axum::extract::DefaultBodyLimit::max(
             node.config.data.max_value_bytes + 1,
         ))
         .with_state(node)
+}
+
+/// What the accept loop counted; `/metrics` shows it.
+#[derive(Debug, Default)]
+pub(crate) struct HttpCounters {
+    /// Connections closed at accept because `http.max_connections` were open.
+    pub(crate) refused_connections: AtomicU64,
+    pub(crate) open_connections: AtomicU64,
+}
+
+impl HttpCounters {
+    pub(crate) fn render(&self) -> String {
+        format!(
+            "# HELP norn_http_connections_refused_total HTTP connections closed at accept: too many open.\n\
+             # TYPE norn_http_connections_refused_total counter\n\
+             norn_http_connections_refused_total {}\n\
+             # HELP norn_http_connections_open HTTP connections open.\n\
+             # TYPE norn_http_connections_open gauge\n\
+             norn_http_connections_open {}\n",
+            self.refused_connections.load(Ordering::Relaxed),
+            self.open_connections.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Serves `app` on `listener` until the task is aborted, with the
+/// connection limit and header timeout of `node`'s config.
+pub(crate) async fn serve(listener: tokio::net::TcpListener, app: Router, node: Arc<Node>) {
+    let config = &node.config.http;
+    let slots = Arc::new(tokio::sync::Semaphore::new(config.max_connections));
+    let header_timeout = Duration::from_millis(config.header_timeout_ms);
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of descriptors, say: back off instead of spinning.
+                tracing::warn!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            node.http_counters
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        let (app, counters) = (app.clone(), node.http_counters.clone());
+        tokio::spawn(async move {
+            counters.open_connections.fetch_add(1, Ordering::Relaxed);
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = connection.await;
+            counters.open_connections.fetch_sub(1, Ordering::Relaxed);
+            drop(slot);
+        });
+    }
+}
+
+/// Reads the request body whole before the handler runs: refused (413)
+/// when its declared length is over the limit, before a byte of it is
+/// read; 408 when it does not arrive within `http.body_timeout_ms`.
+async fn read_body(
+    State(node): State<Arc<Node>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> HttpResponse {
+    // One byte over the value limit, so that the node's own check answers
+    // an oversized value with its JSON error.
+    let limit = node.config.data.max_value_bytes + 1;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > limit as u64) {
+        return json_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            &format!("a value holds at most {} bytes", limit - 1),
+        );
+    }
+    let (parts, body) = request.into_parts();
+    let timeout = Duration::from_millis(node.config.http.body_timeout_ms);
+    let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(_)) => {
+            return json_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                &format!("a value holds at most {} bytes", limit - 1),
+            )
+        }
+        Err(_) => {
+            let mut response = json_error(
+                StatusCode::REQUEST_TIMEOUT,
+                "timeout",
+                "the request body did not arrive in time",
+            );
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                HeaderValue::from_static("close"),
+            );
+            return response;
+        }
+    };
+    next.run(axum::extract::Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// Requires the bearer token, when one is configured, on every route but
@@ -134,8 +260,13 @@ async fn authorize(
     let presented = request
         .headers()
         .get("authorization")
-        .and_then(|v| v.to_str().ok());
-    if presented == Some(format!("Bearer {token}").as_str()) {
+        .map(HeaderValue::as_bytes)
+        .unwrap_or_default();
+    let expected = format!("Bearer {token}");
+    if bool::from(subtle::ConstantTimeEq::ct_eq(
+        presented,
+        expected.as_bytes(),
+    )) {
         next.run(request).await
     } else {
         json_error(
@@ -353,7 +484,7 @@ async fn members(State(node): State<Arc<Node>>) -> HttpResponse {
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> HttpResponse {
-    let text = node.metrics().await;
+    let text = node.metrics().await + &node.http_counters.render();
     (
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use norn_core::{Caller, Core, NodeIdentity};
-use norn_net::tls::{check_private_key_mode, TlsMaterial};
+use norn_net::tls::TlsMaterial;
 use norn_net::{Endpoint, Handler, PeerIdentity};
 use norn_proto::MemberInfo;
 use norn_ring::{NodeId, Ring};
@@ -35,6 +35,7 @@ pub struct Node {
     /// The driver, until [`Node::run`] takes it.
     unstarted: Mutex<Option<Driver>>,
     pub(crate) span: tracing::Span,
+    pub(crate) http_counters: Arc<crate::http::HttpCounters>,
 }
 
 fn io_error(path: impl std::fmt::Display, e: std::io::Error) -> NodeError {
@@ -44,12 +45,27 @@ fn io_error(path: impl std::fmt::Display, e: std::io::Error) -> NodeError {
     }
 }
 
+/// Creates `dir` readable by its owner only, or narrows an existing one
+/// to that.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode();
+    if mode & 0o077 != 0 {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 impl Node {
     /// Opens the node's storage and endpoint, as `config` says. Refuses to
     /// start with a private key readable by others, a certificate that is not
-    /// a node's, or a data directory of another node.
+    /// a node's, or a data directory of another node. The data directory is
+    /// made (or narrowed to) mode 0700.
     pub async fn start(config: NodeConfig) -> Result<Arc<Node>, NodeError> {
-        check_private_key_mode(&config.tls.key)?;
         let tls = TlsMaterial::load(&config.tls_files())?;
         let node_id = match tls.own_identity()? {
             PeerIdentity::Node(id) => id,
@@ -60,7 +76,7 @@ impl Node {
             }
         };
         let data_dir = &config.node.data_dir;
-        std::fs::create_dir_all(data_dir).map_err(|e| io_error(data_dir.display(), e))?;
+        private_dir(data_dir).map_err(|e| io_error(data_dir.display(), e))?;
         let options = StoreOptions {
             tree_shape: config.tree_shape(),
             sync_every_write: config.storage.sync_every_write,
@@ -115,6 +131,7 @@ impl Node {
             driver: handle,
             unstarted: Mutex::new(Some(driver)),
             span,
+            http_counters: Arc::default(),
         }))
     }
 
@@ -144,7 +161,7 @@ impl Node {
                 let driver = driver.clone();
                 let caller = match peer {
                     PeerIdentity::Node(id) => Caller::Node(id),
-                    PeerIdentity::Client(name) => Caller::Client(name),
+                    PeerIdentity::Client { name, role } => Caller::Client { name, role },
                 };
                 Box::pin(async move { driver.call(caller, request).await })
             })
@@ -181,12 +198,7 @@ impl Node {
         let app = crate::http::router(self.clone());
         let span = self.span.clone();
         Ok(tokio::spawn(
-            async move {
-                if let Err(e) = axum::serve(listener, app).await {
-                    tracing::error!(error = %e, "HTTP API stopped");
-                }
-            }
-            .instrument(span),
+            crate::http::serve(listener, app, self.clone()).instrument(span),
         ))
     }
 

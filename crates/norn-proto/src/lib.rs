@@ -6,6 +6,7 @@
 //!   a payload; the length is checked before anything is allocated.
 //! - [`message`]: the requests and responses. Later work adds variants;
 //!   variants are only ever appended, so older peers can still decode.
+//! - [`role`]: [`ClientRole`], what a client certificate allows.
 //! - [`view`]: [`view::SiblingView`], a sibling as the HTTP API and the CLI
 //!   show it in JSON.
 //! - [`error`]: [`ProtoError`], what can go wrong.
@@ -14,6 +15,7 @@ pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod message;
+pub mod role;
 pub mod view;
 
 pub use error::ProtoError;
@@ -23,3 +25,4 @@ pub use message::{
     PlanNode, PlanView, PutReply, QuorumOptions, RepairProgress, Request, Response, TransferState,
     TransferView, WriteReceipt,
 };
+pub use role::ClientRole;

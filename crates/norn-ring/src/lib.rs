@@ -14,6 +14,6 @@ pub mod ring;
 
 pub use hash::{partition_of, placement_hash, Partition};
 pub use ring::{
-    NodeId, PreferenceList, Ring, RingError, RingMember, Zone, PARTITION_BITS_DEFAULT,
-    PARTITION_BITS_MAX, PARTITION_BITS_MIN,
+    NodeId, PreferenceList, Ring, RingError, RingMember, Zone, MEMBERS_MAX, PARTITION_BITS_DEFAULT,
+    PARTITION_BITS_MAX, PARTITION_BITS_MIN, PREFERENCE_LIST_MAX, ZONE_BYTES_MAX,
 };

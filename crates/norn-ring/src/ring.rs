@@ -16,6 +16,15 @@ pub const PARTITION_BITS_MAX: u8 = 16;
 pub const PARTITION_BITS_DEFAULT: u8 = 8;
 /// Largest weight a member may have.
 pub const WEIGHT_MAX: u32 = 1 << 16;
+/// Most members a ring may have.
+pub const MEMBERS_MAX: usize = 1024;
+/// Distinct members clockwise a preference list holds (primaries, then
+/// fallbacks), plus at most as many more from zones not among them: what a
+/// ring keeps per partition, so that its size is bounded by partitions
+/// times twice this, whatever a decoded ring claims.
+pub const PREFERENCE_LIST_MAX: usize = 32;
+/// Longest zone name, in bytes.
+pub const ZONE_BYTES_MAX: usize = 64;
 
 /// A node's persistent identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -54,6 +63,12 @@ pub enum RingError {
     LastMember,
     #[error("ring needs at least one member")]
     NoMembers,
+    #[error("a ring holds at most {MEMBERS_MAX} members")]
+    TooManyMembers,
+    #[error("zone of node {node} is longer than {ZONE_BYTES_MAX} bytes")]
+    ZoneTooLong { node: NodeId },
+    #[error("ring version {version} is the last one")]
+    VersionExhausted { version: u64 },
     #[error("malformed ring: {reason}")]
     Malformed { reason: String },
 }
@@ -88,8 +103,11 @@ impl TryFrom<RingData> for Ring {
         if data.members.is_empty() {
             return Err(RingError::NoMembers);
         }
+        if data.members.len() > MEMBERS_MAX {
+            return Err(RingError::TooManyMembers);
+        }
         for (&node, member) in &data.members {
-            check_weight(node, member.weight)?;
+            check_member(node, member)?;
         }
         if data.owners.len() != 1usize << data.partition_bits {
             return Err(RingError::Malformed {
@@ -127,7 +145,10 @@ impl Ring {
         let mut weights = BTreeMap::new();
         let mut all = BTreeMap::new();
         for (node, member) in members {
-            check_weight(node, member.weight)?;
+            check_member(node, &member)?;
+            if all.len() == MEMBERS_MAX {
+                return Err(RingError::TooManyMembers);
+            }
             if owners.is_empty() {
                 owners = vec![node; 1usize << partition_bits];
             }
@@ -151,20 +172,23 @@ impl Ring {
     fn from_valid(data: RingData) -> Ring {
         let owner_count = data.owners.iter().collect::<BTreeSet<_>>().len();
         let walks = (0..data.owners.len())
-            .map(|p| distinct_walk(&data.owners, p, owner_count))
+            .map(|p| distinct_walk(&data.owners, &data.members, p, owner_count))
             .collect();
         Ring { data, walks }
     }
 
     /// The next ring with `node` added; partitions move only to `node`.
     pub fn with_member(&self, node: NodeId, member: RingMember) -> Result<Ring, RingError> {
-        check_weight(node, member.weight)?;
+        check_member(node, &member)?;
         if self.data.members.contains_key(&node) {
             return Err(RingError::AlreadyMember { node });
         }
+        if self.data.members.len() == MEMBERS_MAX {
+            return Err(RingError::TooManyMembers);
+        }
         let mut members = self.data.members.clone();
         members.insert(node, member);
-        Ok(self.reclaimed(members, Some(node)))
+        self.reclaimed(members, Some(node))
     }
 
     /// The next ring without `node`; only its partitions move.
@@ -177,19 +201,27 @@ impl Ring {
         }
         let mut members = self.data.members.clone();
         members.remove(&node);
-        Ok(self.reclaimed(members, None))
+        self.reclaimed(members, None)
     }
 
-    fn reclaimed(&self, members: BTreeMap<NodeId, RingMember>, joining: Option<NodeId>) -> Ring {
+    fn reclaimed(
+        &self,
+        members: BTreeMap<NodeId, RingMember>,
+        joining: Option<NodeId>,
+    ) -> Result<Ring, RingError> {
+        let version = self.data.version;
+        let next = version
+            .checked_add(1)
+            .ok_or(RingError::VersionExhausted { version })?;
         let weights = members.iter().map(|(&n, m)| (n, m.weight)).collect();
         let mut owners = self.data.owners.clone();
         rebalance(&mut owners, &weights, joining);
-        Ring::from_valid(RingData {
-            version: self.data.version + 1,
+        Ok(Ring::from_valid(RingData {
+            version: next,
             partition_bits: self.data.partition_bits,
             members,
             owners,
-        })
+        }))
     }
 
     /// The same assignment under another version: a commit of several
@@ -265,7 +297,9 @@ impl Ring {
 
     /// The preference list of `partition` for `n` replicas: the first `n`
     /// distinct members clockwise, taking members from zones not yet used
-    /// first, then every other member as fallbacks in clockwise order.
+    /// first, then the other members as fallbacks in clockwise order (the
+    /// first [`PREFERENCE_LIST_MAX`] distinct members and the first of each
+    /// zone beyond them).
     pub fn preference_list(&self, partition: Partition, n: usize) -> PreferenceList {
         let walk = &self.walks[usize::from(partition.0)];
         let primaries_wanted = n.min(walk.len());
@@ -326,16 +360,34 @@ impl Ring {
 }
 
 /// The distinct owners met walking clockwise from `start`, at most `limit`.
-fn distinct_walk(owners: &[NodeId], start: usize, limit: usize) -> Vec<NodeId> {
+/// The distinct owners clockwise from `start`: the first
+/// [`PREFERENCE_LIST_MAX`], then the first of each zone not seen among them
+/// (up to as many more), so that primaries can span zones however long the
+/// walk would be. Stops once all `owner_count` owners were seen.
+fn distinct_walk(
+    owners: &[NodeId],
+    members: &BTreeMap<NodeId, RingMember>,
+    start: usize,
+    owner_count: usize,
+) -> Vec<NodeId> {
     let mut seen = BTreeSet::new();
-    let mut walk = Vec::with_capacity(limit);
+    let mut zones = BTreeSet::new();
+    let mut walk = Vec::with_capacity(owner_count.min(PREFERENCE_LIST_MAX));
+    let mut zone_firsts = 0;
     for offset in 0..owners.len() {
         let node = owners[(start + offset) % owners.len()];
-        if seen.insert(node) {
+        if !seen.insert(node) {
+            continue;
+        }
+        let new_zone = zones.insert(&members[&node].zone);
+        if walk.len() < PREFERENCE_LIST_MAX {
             walk.push(node);
-            if walk.len() == limit {
-                break;
-            }
+        } else if new_zone {
+            walk.push(node);
+            zone_firsts += 1;
+        }
+        if seen.len() == owner_count || zone_firsts == PREFERENCE_LIST_MAX {
+            break;
         }
     }
     walk
@@ -349,7 +401,11 @@ fn check_partition_bits(bits: u8) -> Result<(), RingError> {
     }
 }
 
-fn check_weight(node: NodeId, weight: u32) -> Result<(), RingError> {
+fn check_member(node: NodeId, member: &RingMember) -> Result<(), RingError> {
+    if member.zone.len() > ZONE_BYTES_MAX {
+        return Err(RingError::ZoneTooLong { node });
+    }
+    let weight = member.weight;
     if (1..=WEIGHT_MAX).contains(&weight) {
         Ok(())
     } else {

@@ -230,7 +230,13 @@ proptest! {
             let list = ring.preference_list(partition, n);
             let all: BTreeSet<NodeId> = list.all().iter().copied().collect();
             prop_assert_eq!(all.len(), list.all().len(), "duplicates in {:?}", list);
-            prop_assert_eq!(&all, &owners, "every owner appears once");
+            if owners.len() <= norn_ring::PREFERENCE_LIST_MAX {
+                prop_assert_eq!(&all, &owners, "every owner appears once");
+            } else {
+                prop_assert!(all.is_subset(&owners));
+                prop_assert!(all.len() >= norn_ring::PREFERENCE_LIST_MAX);
+                prop_assert!(all.len() <= 2 * norn_ring::PREFERENCE_LIST_MAX);
+            }
             prop_assert_eq!(list.primaries().len(), n.min(owners.len()));
             prop_assert_eq!(list.primaries()[0], ring.owner(partition), "the owner leads");
             let zones: BTreeSet<&String> =
@@ -326,4 +332,42 @@ fn concurrent_commits_resolve_the_same_way_everywhere() {
     assert_ne!(left.supersedes(&right), right.supersedes(&left));
     assert!(!left.supersedes(&left));
     assert!(left.supersedes(&base));
+}
+
+/// A ring as JSON with `members` members (`zone` z<i % zones>) owning
+/// `2^partition_bits` partitions round-robin, built without `Ring::new`'s
+/// checks.
+fn json_ring(members: usize, zones: usize, partition_bits: u8) -> serde_json::Value {
+    let listed: serde_json::Map<String, serde_json::Value> = (0..members)
+        .map(|i| {
+            let member = serde_json::json!({ "zone": format!("z{}", i % zones), "weight": 1 });
+            (i.to_string(), member)
+        })
+        .collect();
+    let owners: Vec<usize> = (0..1usize << partition_bits).map(|p| p % members).collect();
+    serde_json::json!({
+        "version": 1,
+        "partition_bits": partition_bits,
+        "members": listed,
+        "owners": owners,
+    })
+}
+
+/// A decoded ring's size is bounded before its preference lists are built:
+/// members by `MEMBERS_MAX`, each list by twice `PREFERENCE_LIST_MAX`
+/// (unbounded, 65,536 partitions of 1,024 distinct owners would ask for
+/// 512 MiB).
+#[test]
+fn a_decoded_ring_is_bounded_in_members_and_preference_list_length() {
+    let too_many = serde_json::from_value::<Ring>(json_ring(norn_ring::MEMBERS_MAX + 1, 1, 4));
+    assert!(too_many.is_err(), "{too_many:?}");
+    let ring: Ring = serde_json::from_value(json_ring(
+        norn_ring::MEMBERS_MAX,
+        norn_ring::MEMBERS_MAX,
+        16,
+    ))
+    .expect("ring");
+    let list = ring.preference_list(Partition(7), 3);
+    assert_eq!(list.primaries().len(), 3);
+    assert_eq!(list.all().len(), 2 * norn_ring::PREFERENCE_LIST_MAX);
 }

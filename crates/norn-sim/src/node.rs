@@ -15,7 +15,7 @@ use norn_core::{
     CallFailure, CallId, Caller, Core, CoreConfig, Destination, Effect, NodeIdentity, SyncToken,
     Timer, Token,
 };
-use norn_proto::{codec, Request, Response};
+use norn_proto::{codec, ClientRole, Request, Response};
 use norn_ring::{NodeId, Ring};
 use norn_storage::{MemBackend, MemStorage, Storage, Store, StoreOptions};
 
@@ -233,8 +233,14 @@ impl SimNode {
                     .insert(call, (envelope.from, envelope.id, envelope.generation));
                 let caller = match envelope.from {
                     Addr::Node(i) => Caller::Node(NodeId(i as u64 + 1)),
-                    Addr::Client(c) => Caller::Client(format!("client-{c}")),
-                    Addr::Admin => Caller::Client("admin".into()),
+                    Addr::Client(c) => Caller::Client {
+                        name: format!("client-{c}"),
+                        role: ClientRole::Data,
+                    },
+                    Addr::Admin => Caller::Client {
+                        name: "admin".into(),
+                        role: ClientRole::Admin,
+                    },
                 };
                 core.on_request(now, CallId(call), caller, request);
             }

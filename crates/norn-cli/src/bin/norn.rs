@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use norn_cli::{admin, certs, data};
 use norn_client::{ClientOptions, NodeSession as Session};
 use norn_membership::ChangeKind;
+use norn_proto::ClientRole;
 
 /// Talk to a norn cluster: certificates, admin views and ring changes.
 #[derive(Debug, Parser)]
@@ -132,11 +133,14 @@ enum CertsCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
-    /// Issue a client certificate (NAME.pem, NAME.key).
+    /// Issue a client certificate (NAME.pem, NAME.key): `data` may read and
+    /// write, `admin` may also change the ring, repair and inspect.
     Client {
         name: String,
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        #[arg(long, default_value = "data")]
+        role: ClientRole,
     },
 }
 
@@ -224,12 +228,23 @@ enum PlanChange {
     Remove { member: String },
 }
 
+/// Which of the config's certificates a command presents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum As {
+    Data,
+    Admin,
+}
+
 async fn open(
     config: &Option<PathBuf>,
     node: &Option<String>,
     timeout: Duration,
+    role: As,
 ) -> anyhow::Result<Session> {
     let mut options = ClientOptions::locate(config.as_deref())?;
+    if role == As::Admin {
+        options = options.as_admin();
+    }
     options.timeout = timeout;
     Ok(Session::open(&options, node.as_deref()).await?)
 }
@@ -275,10 +290,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Certs { command } => match command {
             CertsCommand::Init { dir, cluster } => certs::init(&dir, &cluster),
             CertsCommand::Node { name, dir } => certs::node(&dir, &name).map(|_| ()),
-            CertsCommand::Client { name, dir } => certs::client(&dir, &name),
+            CertsCommand::Client { name, dir, role } => certs::client(&dir, &name, role),
         },
         Command::Get { bucket, key, flags } => {
-            let session = open(&args.config, &args.node, timeout).await?;
+            let session = open(&args.config, &args.node, timeout, As::Data).await?;
             let options = flags.options();
             let found = data::get(
                 &session,
@@ -302,7 +317,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             flags,
         } => {
             let value = read_value(value, file)?;
-            let session = open(&args.config, &args.node, timeout).await?;
+            let session = open(&args.config, &args.node, timeout, As::Data).await?;
             let request = data::write_request(
                 &bucket,
                 &key,
@@ -314,7 +329,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             data::put(&session, request, flags.json).await
         }
         Command::Delete { bucket, key, flags } => {
-            let session = open(&args.config, &args.node, timeout).await?;
+            let session = open(&args.config, &args.node, timeout, As::Data).await?;
             let request = data::write_request(
                 &bucket,
                 &key,
@@ -326,7 +341,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             data::put(&session, request, flags.json).await
         }
         Command::Admin { command } => {
-            let session = open(&args.config, &args.node, timeout).await?;
+            let session = open(&args.config, &args.node, timeout, As::Admin).await?;
             run_admin(&session, command, args.node.is_some()).await
         }
     }

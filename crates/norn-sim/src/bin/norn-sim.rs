@@ -10,16 +10,22 @@ fn usage() -> ExitCode {
     ExitCode::from(2)
 }
 
-fn main() -> ExitCode {
-    // NORN_SIM_LOG=debug prints what the simulated nodes log (their virtual
-    // time is not in the lines; the trace digest orders them).
+/// NORN_SIM_LOG=debug prints what the simulated nodes log (their virtual
+/// time is not in the lines; the trace digest orders them).
+fn init_logging() {
     if let Ok(filter) = std::env::var("NORN_SIM_LOG") {
         tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
             .with_writer(std::io::stderr)
+            // Colour only on a terminal: a log file gets plain text.
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .without_time()
             .init();
     }
+}
+
+fn main() -> ExitCode {
+    init_logging();
     let mut args = std::env::args().skip(1);
     let (mut first, mut count, mut verbose) = (0u64, 200u64, false);
     while let Some(arg) = args.next() {

@@ -1,0 +1,33 @@
+//! What a client certificate allows (the certificate's URI SAN names it;
+//! norn-net reads it, norn-core enforces it).
+
+/// What a client certificate allows its holder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ClientRole {
+    /// Reads and writes, and the ring and members to route them.
+    Data,
+    /// Everything a data client may, and ring changes, repair and the
+    /// inspection of replicas and hints.
+    Admin,
+}
+
+impl std::fmt::Display for ClientRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ClientRole::Data => "data",
+            ClientRole::Admin => "admin",
+        })
+    }
+}
+
+impl std::str::FromStr for ClientRole {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ClientRole, String> {
+        match s {
+            "data" => Ok(ClientRole::Data),
+            "admin" => Ok(ClientRole::Admin),
+            other => Err(format!("role must be data or admin, not {other:?}")),
+        }
+    }
+}
