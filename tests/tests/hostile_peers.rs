@@ -482,3 +482,71 @@ async fn data_directories_are_private_and_keys_readable_by_others_are_refused() 
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("readable by others"), "{stderr}");
 }
+
+/// A validity window `from_days..to_days` around now (negative: past).
+fn window(from_days: i64, to_days: i64) -> norn_net::certs::Validity {
+    let at = |days: i64| {
+        let offset = Duration::from_secs(days.unsigned_abs() * 86_400);
+        if days < 0 {
+            std::time::SystemTime::now() - offset
+        } else {
+            std::time::SystemTime::now() + offset
+        }
+    };
+    norn_net::certs::Validity {
+        not_before: at(from_days),
+        not_after: at(to_days),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_and_not_yet_valid_certificates_are_refused() {
+    use norn_net::certs::{issue_client_valid, issue_node_valid, write_pem};
+    let mut cluster = TestCluster::new(2);
+    cluster.form(1).await;
+    let dir = cluster.dir.path().to_path_buf();
+    for (name, validity) in [("expired", window(-3, -1)), ("early", window(1, 3))] {
+        let issued = issue_client_valid(&cluster.ca, name, ClientRole::Admin, validity)
+            .expect("certificate");
+        let files = norn_net::TlsFiles {
+            ca_cert: dir.join("ca.pem"),
+            cert: dir.join(format!("{name}.pem")),
+            key: dir.join(format!("{name}.key")),
+        };
+        write_pem(&files.cert, &issued.cert_pem, false).expect("cert");
+        write_pem(&files.key, &issued.key_pem, true).expect("key");
+        let tls = norn_net::tls::TlsMaterial::load(&files).expect("load");
+        let endpoint =
+            Endpoint::client(&tls, norn_net::EndpointLimits::default()).expect("endpoint");
+        let outcome = endpoint
+            .call(cluster.address(0), &Request::Ping, Duration::from_secs(3))
+            .await;
+        assert!(
+            outcome.is_err(),
+            "the {name} certificate was accepted: {outcome:?}"
+        );
+    }
+    // A node whose own certificate expired refuses to start, and says why.
+    let expired = issue_node_valid(&cluster.ca, "n2", cluster.nodes[1].id, window(-3, -1))
+        .expect("node certificate");
+    for (file, pem, private) in [
+        ("n2.pem", &expired.cert_pem, false),
+        ("n2.key", &expired.key_pem, true),
+    ] {
+        let path = dir.join(file);
+        std::fs::remove_file(&path).expect("remove");
+        write_pem(&path, pem, private).expect("write");
+    }
+    let output = cluster.run_to_exit(1);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("expired"), "{stderr}");
+    let (status, _, body) = curl(&[&format!("http://{}/metrics", cluster.http_address(0))]);
+    assert_eq!(status, 200);
+    let seconds: f64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("norn_certificate_expiry_seconds "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the expiry gauge");
+    assert!(seconds > 300.0 * 86_400.0, "{seconds}");
+}

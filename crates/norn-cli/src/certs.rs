@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use anyhow::Context;
-use norn_net::certs::{self, Issued};
+use norn_net::certs::{self, Issued, Validity};
 use norn_proto::ClientRole;
 use norn_ring::NodeId;
 
@@ -42,8 +42,8 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 /// `norn certs init --dir DIR`: a new cluster CA in `DIR/ca.pem` and
-/// `DIR/ca.key` (mode 0600); DIR is created with mode 0700.
-pub fn init(dir: &Path, cluster: &str) -> anyhow::Result<()> {
+/// `DIR/ca.key` (mode 0600), valid `days`; DIR is created with mode 0700.
+pub fn init(dir: &Path, cluster: &str, days: u32) -> anyhow::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -55,7 +55,8 @@ pub fn init(dir: &Path, cluster: &str) -> anyhow::Result<()> {
         "{} already holds a CA",
         dir.display()
     );
-    write_pair(dir, "ca", &certs::new_ca(cluster)?)?;
+    let validity = Validity::days_from_now(days);
+    write_pair(dir, "ca", &certs::new_ca_valid(cluster, validity)?)?;
     println!(
         "cluster CA written to {}/ca.pem (key: ca.key, mode 0600)",
         dir.display()
@@ -63,11 +64,14 @@ pub fn init(dir: &Path, cluster: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `norn certs node NAME`: a node certificate with a new random node id.
-pub fn node(dir: &Path, name: &str) -> anyhow::Result<NodeId> {
+/// `norn certs node NAME`: a node certificate with a new random node id,
+/// valid `days`.
+pub fn node(dir: &Path, name: &str, days: u32) -> anyhow::Result<NodeId> {
     check_name(name)?;
     let id = NodeId(rand::random());
-    write_pair(dir, name, &certs::issue_node(&read_ca(dir)?, name, id)?)?;
+    let validity = Validity::days_from_now(days);
+    let issued = certs::issue_node_valid(&read_ca(dir)?, name, id, validity)?;
+    write_pair(dir, name, &issued)?;
     println!(
         "node {name} (id {id}) written to {}/{name}.pem and {name}.key",
         dir.display()
@@ -75,10 +79,13 @@ pub fn node(dir: &Path, name: &str) -> anyhow::Result<NodeId> {
     Ok(id)
 }
 
-/// `norn certs client NAME --role ROLE`: a client certificate.
-pub fn client(dir: &Path, name: &str, role: ClientRole) -> anyhow::Result<()> {
+/// `norn certs client NAME --role ROLE`: a client certificate, valid
+/// `days`.
+pub fn client(dir: &Path, name: &str, role: ClientRole, days: u32) -> anyhow::Result<()> {
     check_name(name)?;
-    write_pair(dir, name, &certs::issue_client(&read_ca(dir)?, name, role)?)?;
+    let validity = Validity::days_from_now(days);
+    let issued = certs::issue_client_valid(&read_ca(dir)?, name, role, validity)?;
+    write_pair(dir, name, &issued)?;
     println!(
         "{role} client {name} written to {}/{name}.pem and {name}.key",
         dir.display()

@@ -12,10 +12,8 @@
 //! in a ring this node held may only gossip (to ask to join) and ping: a
 //! joiner is admitted once the ring that holds it reaches this node.
 
-use std::collections::BTreeSet;
-
 use norn_proto::Request;
-use norn_ring::{NodeId, Ring};
+use norn_ring::Ring;
 
 use crate::io::Caller;
 
@@ -142,12 +140,12 @@ pub fn kind(request: &Request) -> &'static str {
     }
 }
 
-/// The role of `caller`, given the ring this node holds and the nodes that
-/// were in earlier rings.
-pub fn role_of(caller: &Caller, ring: Option<&Ring>, former: &BTreeSet<NodeId>) -> Role {
+/// The role of `caller`, given the ring this node holds (whose departed
+/// nodes are the former members).
+pub fn role_of(caller: &Caller, ring: Option<&Ring>) -> Role {
     match caller {
         Caller::Node(id) if ring.is_some_and(|r| r.members().contains_key(id)) => Member,
-        Caller::Node(id) if former.contains(id) => FormerMember,
+        Caller::Node(id) if ring.is_some_and(|r| r.departed().contains(id)) => FormerMember,
         Caller::Node(_) => UnadmittedNode,
         Caller::Client {
             role: norn_proto::ClientRole::Admin,
@@ -159,15 +157,6 @@ pub fn role_of(caller: &Caller, ring: Option<&Ring>, former: &BTreeSet<NodeId>) 
         }
         | Caller::Http => DataClient,
     }
-}
-
-/// The nodes of `old` that `new` no longer holds, added to `former`; the
-/// nodes of `new` leave it (they are members again).
-pub fn update_former(former: &mut BTreeSet<NodeId>, old: Option<&Ring>, new: &Ring) {
-    if let Some(old) = old {
-        former.extend(old.members().keys().copied());
-    }
-    former.retain(|id| !new.members().contains_key(id));
 }
 
 #[cfg(test)]

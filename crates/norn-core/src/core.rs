@@ -5,7 +5,7 @@
 //! the same seed, give the same effects: that is what lets the simulator's
 //! verdicts speak for nornd.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use norn_clock::Lifetime;
@@ -24,7 +24,7 @@ use crate::error::CoreError;
 use crate::handoff::Handoff;
 use crate::io::{CallFailure, CallId, Caller, Destination, Effect, Job, SyncToken, Timer, Token};
 use crate::metrics::{Counter, Gauges, Metrics};
-use crate::node::{error, NodeState, FORMER_MEMBERS_META, RING_META};
+use crate::node::{error, NodeState, RING_META};
 use crate::outbox::{AfterSync, Outbox, Route};
 use crate::transfer::Transfers;
 use crate::verify::Verifier;
@@ -78,13 +78,6 @@ impl Core {
             })?),
             None => None,
         };
-        let former_members = match storage.get_meta(FORMER_MEMBERS_META)? {
-            Some(bytes) => codec::decode(&bytes).map_err(|e| CoreError::Meta {
-                what: "former members",
-                reason: e.to_string(),
-            })?,
-            None => BTreeSet::new(),
-        };
         let mut rng = SmallRng::seed_from_u64(seed);
         let lifetime = Lifetime::new(rng.gen());
         let member = Member {
@@ -115,7 +108,6 @@ impl Core {
                 lifetime,
                 membership,
                 ring: ring.map(Arc::new),
-                former_members,
                 out: Outbox::default(),
                 metrics: Metrics::default(),
                 newest_ring_seen: 0,
@@ -293,7 +285,13 @@ impl Core {
             access::Role::Member | access::Role::FormerMember => Sender::Admitted,
             _ => Sender::Unadmitted,
         };
-        if standing == Sender::Unadmitted && matches!(message, GossipMessage::RingPush { .. }) {
+        // A joiner spreads the ring that admitted it; a ring that does not
+        // hold its pusher comes only from admitted members.
+        let pushes_a_ring_without_itself = matches!(
+            &message,
+            GossipMessage::RingPush { from, ring } if !ring.members().contains_key(from)
+        );
+        if standing == Sender::Unadmitted && pushes_a_ring_without_itself {
             return self.refuse(caller, role, &Request::Gossip(message));
         }
         let effects = self

@@ -3,7 +3,6 @@
 //! the outbox, the metrics. Each part (coordinator, handoff, verification,
 //! transfers) keeps its own state and is handed this one.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use norn_clock::Lifetime;
@@ -21,9 +20,6 @@ use crate::serve::{ClusterView, Served};
 
 /// Meta record of the ring this node holds.
 pub(crate) const RING_META: &str = "ring";
-/// Meta record of the nodes that were in an earlier ring and are not in
-/// this one (see [`crate::access`]).
-pub(crate) const FORMER_MEMBERS_META: &str = "former_members";
 
 /// The shared state of one node.
 #[derive(Debug)]
@@ -37,8 +33,6 @@ pub(crate) struct NodeState {
     pub(crate) lifetime: Lifetime,
     pub(crate) membership: Membership,
     pub(crate) ring: Option<Arc<Ring>>,
-    /// Nodes of earlier rings that this ring no longer holds.
-    pub(crate) former_members: BTreeSet<NodeId>,
     pub(crate) out: Outbox,
     pub(crate) metrics: Metrics,
     /// The newest ring version a peer sent data by (see
@@ -76,7 +70,7 @@ impl NodeState {
 
     /// What `caller` may ask of this node (see [`crate::access`]).
     pub(crate) fn role_of(&self, caller: &crate::io::Caller) -> crate::access::Role {
-        crate::access::role_of(caller, self.ring.as_deref(), &self.former_members)
+        crate::access::role_of(caller, self.ring.as_deref())
     }
 
     pub(crate) fn is_up(&self, node: NodeId) -> bool {
@@ -144,20 +138,15 @@ impl NodeState {
         self.now.saturating_sub(self.started_ms)
     }
 
-    /// Adopts `ring`: keeps it and persists it (fsynced) in `meta`, with
-    /// the nodes it no longer holds added to the former members.
+    /// Adopts `ring`: keeps it and persists it (fsynced) in `meta`.
     pub(crate) fn adopt_ring(&mut self, ring: Ring) {
-        crate::access::update_former(&mut self.former_members, self.ring.as_deref(), &ring);
-        let put = |key: &str, bytes: Vec<u8>| {
-            self.storage
-                .put_meta(key, &bytes)
-                .map_err(|e| e.to_string())
-        };
-        let stored = norn_proto::codec::encode(&self.former_members)
+        let stored = norn_proto::codec::encode(&ring)
             .map_err(|e| e.to_string())
-            .and_then(|bytes| put(FORMER_MEMBERS_META, bytes))
-            .and_then(|()| norn_proto::codec::encode(&ring).map_err(|e| e.to_string()))
-            .and_then(|bytes| put(RING_META, bytes));
+            .and_then(|bytes| {
+                self.storage
+                    .put_meta(RING_META, &bytes)
+                    .map_err(|e| e.to_string())
+            });
         match stored {
             Ok(()) => tracing::info!(
                 version = ring.version(),

@@ -19,7 +19,8 @@
 //! first hand (so a newcomer learns where everyone is); after that, relays
 //! only advance its heartbeat within the incarnation it announced itself.
 //! A sender that is not an admitted member may announce itself, ask to
-//! join (a staged join of itself) and pull the ring, nothing more.
+//! join (a staged join of itself), pull the ring, and push a ring it is a
+//! member of (a joiner spreading the ring that admitted it), nothing more.
 //! Counters from the wire saturate.
 
 use std::collections::BTreeMap;
@@ -118,8 +119,8 @@ impl Peer {
 pub enum Sender {
     /// A node of a ring this node holds or held: its relays are heard.
     Admitted,
-    /// Any other node: only its own record, its own staged join and ring
-    /// pulls are heard.
+    /// Any other node: only its own record, its own staged join, ring pulls
+    /// and pushes of rings it is a member of are heard.
     Unadmitted,
 }
 
@@ -347,10 +348,7 @@ impl Membership {
                         self.merge_staged(change);
                     }
                 }
-                // A newer ring is pulled only from an admitted sender (an
-                // unadmitted one's push would be refused).
-                let digest_ring = (ring_version, ring_fingerprint);
-                self.compare_rings(from, digest_ring, sender == Sender::Admitted, &mut effects);
+                self.compare_rings(from, ring_version, ring_fingerprint, &mut effects);
             }
             GossipMessage::RingPull { from } => {
                 if let (Some(ring), Some(address)) = (&self.ring, self.address_of(from)) {
@@ -361,8 +359,8 @@ impl Membership {
                     effects.push(Effect::Send { address, message });
                 }
             }
-            GossipMessage::RingPush { ring, .. } => {
-                if sender == Sender::Admitted {
+            GossipMessage::RingPush { from, ring } => {
+                if sender == Sender::Admitted || ring.members().contains_key(&from) {
                     self.adopt_ring(ring, &mut effects);
                 }
             }
@@ -445,8 +443,8 @@ impl Membership {
     fn compare_rings(
         &mut self,
         from: NodeId,
-        (version, fingerprint): (u64, u64),
-        may_pull: bool,
+        version: u64,
+        fingerprint: u64,
         effects: &mut Vec<Effect>,
     ) {
         let Some(address) = self.address_of(from) else {
@@ -456,7 +454,7 @@ impl Membership {
             .ring
             .as_ref()
             .map_or((0, 0), |r| (r.version(), r.fingerprint()));
-        if (version, fingerprint) > mine && may_pull {
+        if (version, fingerprint) > mine {
             effects.push(Effect::Send {
                 address,
                 message: GossipMessage::RingPull { from: self.me.id },

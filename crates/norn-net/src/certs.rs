@@ -11,6 +11,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use norn_ring::NodeId;
 use rcgen::{
@@ -25,6 +26,43 @@ use crate::tls::{ClientRole, PeerIdentity};
 pub const NODE_SERVER_NAME: &str = "node.norn";
 const NODE_URI_PREFIX: &str = "urn:norn:node:";
 const CLIENT_URI_PREFIX: &str = "urn:norn:client:";
+
+/// Days a node or client certificate is valid unless asked otherwise.
+pub const LEAF_VALIDITY_DAYS: u32 = 365;
+/// Days a cluster CA is valid unless asked otherwise.
+pub const CA_VALIDITY_DAYS: u32 = 3650;
+
+/// When a certificate is valid: from `not_before` to `not_after`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    pub not_before: SystemTime,
+    pub not_after: SystemTime,
+}
+
+impl Validity {
+    /// From an hour ago (for clocks slightly behind) to `days` from now.
+    pub fn days_from_now(days: u32) -> Validity {
+        let now = SystemTime::now();
+        Validity {
+            not_before: now - Duration::from_secs(3600),
+            not_after: now + Duration::from_secs(u64::from(days) * 86_400),
+        }
+    }
+
+    fn apply(&self, params: &mut CertificateParams) -> Result<(), NetError> {
+        params.not_before = offset(self.not_before)?;
+        params.not_after = offset(self.not_after)?;
+        Ok(())
+    }
+}
+
+fn offset(at: SystemTime) -> Result<time::OffsetDateTime, NetError> {
+    let seconds = match at.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).map_err(cert_error)?,
+        Err(before) => -i64::try_from(before.duration().as_secs()).map_err(cert_error)?,
+    };
+    time::OffsetDateTime::from_unix_timestamp(seconds).map_err(cert_error)
+}
 
 /// A certificate and its private key, both PEM.
 #[derive(Debug, Clone)]
@@ -67,9 +105,15 @@ fn ia5(s: &str) -> Result<rcgen::Ia5String, NetError> {
     rcgen::Ia5String::try_from(s.to_string()).map_err(cert_error)
 }
 
-/// A new cluster CA named `cluster`.
+/// A new cluster CA named `cluster`, valid [`CA_VALIDITY_DAYS`].
 pub fn new_ca(cluster: &str) -> Result<Issued, NetError> {
+    new_ca_valid(cluster, Validity::days_from_now(CA_VALIDITY_DAYS))
+}
+
+/// A new cluster CA named `cluster`, valid as `validity` says.
+pub fn new_ca_valid(cluster: &str, validity: Validity) -> Result<Issued, NetError> {
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
+    validity.apply(&mut params)?;
     params
         .distinguished_name
         .push(DnType::CommonName, format!("norn cluster CA {cluster}"));
@@ -87,8 +131,19 @@ pub fn new_ca(cluster: &str) -> Result<Issued, NetError> {
     })
 }
 
-/// A node certificate for `name` with identity `id`, signed by `ca`.
+/// A node certificate for `name` with identity `id`, signed by `ca`, valid
+/// [`LEAF_VALIDITY_DAYS`].
 pub fn issue_node(ca: &Issued, name: &str, id: NodeId) -> Result<Issued, NetError> {
+    issue_node_valid(ca, name, id, Validity::days_from_now(LEAF_VALIDITY_DAYS))
+}
+
+/// [`issue_node`], valid as `validity` says.
+pub fn issue_node_valid(
+    ca: &Issued,
+    name: &str,
+    id: NodeId,
+    validity: Validity,
+) -> Result<Issued, NetError> {
     let mut params =
         CertificateParams::new(vec![NODE_SERVER_NAME.to_string()]).map_err(cert_error)?;
     params
@@ -99,17 +154,30 @@ pub fn issue_node(ca: &Issued, name: &str, id: NodeId) -> Result<Issued, NetErro
         ExtendedKeyUsagePurpose::ServerAuth,
         ExtendedKeyUsagePurpose::ClientAuth,
     ];
+    validity.apply(&mut params)?;
     sign(ca, params)
 }
 
-/// A client certificate for `name` in `role`, signed by `ca`.
+/// A client certificate for `name` in `role`, signed by `ca`, valid
+/// [`LEAF_VALIDITY_DAYS`].
 pub fn issue_client(ca: &Issued, name: &str, role: ClientRole) -> Result<Issued, NetError> {
+    issue_client_valid(ca, name, role, Validity::days_from_now(LEAF_VALIDITY_DAYS))
+}
+
+/// [`issue_client`], valid as `validity` says.
+pub fn issue_client_valid(
+    ca: &Issued,
+    name: &str,
+    role: ClientRole,
+    validity: Validity,
+) -> Result<Issued, NetError> {
     let mut params = CertificateParams::new(Vec::<String>::new()).map_err(cert_error)?;
     params
         .subject_alt_names
         .push(SanType::URI(ia5(&client_uri(name, role))?));
     params.distinguished_name.push(DnType::CommonName, name);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    validity.apply(&mut params)?;
     sign(ca, params)
 }
 

@@ -131,6 +131,16 @@ impl TlsMaterial {
             .ok_or_else(|| tls_error("own certificate names no norn identity"))
     }
 
+    /// When this material's own certificate stops being valid.
+    pub fn own_not_after(&self) -> Result<std::time::SystemTime, NetError> {
+        let (chain, _) = self.own()?;
+        let (_, cert) = x509_parser::parse_x509_certificate(chain[0].as_ref())
+            .map_err(|e| tls_error(format!("own certificate: {e}")))?;
+        let seconds = cert.validity().not_after.timestamp();
+        let since_epoch = std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+        Ok(std::time::UNIX_EPOCH + since_epoch)
+    }
+
     fn roots(&self) -> Result<Arc<RootCertStore>, NetError> {
         let mut roots = RootCertStore::empty();
         roots.add(self.ca.clone()).map_err(tls_error)?;

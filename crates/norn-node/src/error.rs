@@ -15,6 +15,8 @@ pub enum NodeError {
     Core(#[from] norn_core::CoreError),
     #[error("certificate names {found}, not a node: issue one with `norn certs node NAME`")]
     NotANodeCertificate { found: String },
+    #[error("the node certificate {path} expired {days_ago} days ago: issue a new one (norn certs node)")]
+    CertificateExpired { path: String, days_ago: u64 },
     #[error("data directory {dir} belongs to node {stored}, but the certificate names node {certificate}")]
     WrongDataDirectory {
         dir: String,

@@ -484,7 +484,7 @@ async fn members(State(node): State<Arc<Node>>) -> HttpResponse {
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> HttpResponse {
-    let text = node.metrics().await + &node.http_counters.render();
+    let text = node.metrics().await;
     (
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],

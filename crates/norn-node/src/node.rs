@@ -4,7 +4,7 @@
 //! carries the node's id and name.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use norn_core::{Caller, Core, NodeIdentity};
 use norn_net::tls::TlsMaterial;
@@ -36,6 +36,8 @@ pub struct Node {
     unstarted: Mutex<Option<Driver>>,
     pub(crate) span: tracing::Span,
     pub(crate) http_counters: Arc<crate::http::HttpCounters>,
+    /// When the node's certificate stops being valid.
+    pub(crate) certificate_expires: SystemTime,
 }
 
 fn io_error(path: impl std::fmt::Display, e: std::io::Error) -> NodeError {
@@ -60,13 +62,38 @@ fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Days before its certificate expires that a node starts warning.
+pub const EXPIRY_WARNING_DAYS: u64 = 30;
+
+fn check_expiry(path: &str, not_after: SystemTime) -> Result<(), NodeError> {
+    match not_after.duration_since(SystemTime::now()) {
+        Err(expired) => Err(NodeError::CertificateExpired {
+            path: path.to_string(),
+            days_ago: expired.duration().as_secs() / 86_400,
+        }),
+        Ok(left) if left.as_secs() < EXPIRY_WARNING_DAYS * 86_400 => {
+            let days_left = left.as_secs() / 86_400;
+            tracing::warn!(
+                certificate = path,
+                days_left,
+                "the node certificate expires soon: issue a new one"
+            );
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+    }
+}
+
 impl Node {
     /// Opens the node's storage and endpoint, as `config` says. Refuses to
     /// start with a private key readable by others, a certificate that is not
-    /// a node's, or a data directory of another node. The data directory is
-    /// made (or narrowed to) mode 0700.
+    /// a node's or has expired, or a data directory of another node. Warns
+    /// when the certificate expires within [`EXPIRY_WARNING_DAYS`]. The data
+    /// directory is made (or narrowed to) mode 0700.
     pub async fn start(config: NodeConfig) -> Result<Arc<Node>, NodeError> {
         let tls = TlsMaterial::load(&config.tls_files())?;
+        let certificate_expires = tls.own_not_after()?;
+        check_expiry(&config.tls.cert.display().to_string(), certificate_expires)?;
         let node_id = match tls.own_identity()? {
             PeerIdentity::Node(id) => id,
             other => {
@@ -132,6 +159,7 @@ impl Node {
             unstarted: Mutex::new(Some(driver)),
             span,
             http_counters: Arc::default(),
+            certificate_expires,
         }))
     }
 
@@ -211,7 +239,18 @@ impl Node {
         self.driver.view(View::Members).await.unwrap_or_default()
     }
 
+    /// The core's metrics, the HTTP server's, and the certificate's expiry.
     pub(crate) async fn metrics(&self) -> String {
-        self.driver.view(View::Metrics).await.unwrap_or_default()
+        let core = self.driver.view(View::Metrics).await.unwrap_or_default();
+        let left = match self.certificate_expires.duration_since(SystemTime::now()) {
+            Ok(left) => left.as_secs_f64(),
+            Err(expired) => -expired.duration().as_secs_f64(),
+        };
+        format!(
+            "{core}{}# HELP norn_certificate_expiry_seconds Seconds until the node certificate expires (negative: expired).\n\
+             # TYPE norn_certificate_expiry_seconds gauge\n\
+             norn_certificate_expiry_seconds {left:.0}\n",
+            self.http_counters.render()
+        )
     }
 }

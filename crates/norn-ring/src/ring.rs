@@ -80,6 +80,9 @@ struct RingData {
     partition_bits: u8,
     members: BTreeMap<NodeId, RingMember>,
     owners: Vec<NodeId>,
+    /// Nodes an earlier ring held and this one does not (see
+    /// [`Ring::departed`]), at most [`MEMBERS_MAX`].
+    departed: BTreeSet<NodeId>,
 }
 
 /// A versioned assignment of `2^partition_bits` partitions to members.
@@ -103,8 +106,13 @@ impl TryFrom<RingData> for Ring {
         if data.members.is_empty() {
             return Err(RingError::NoMembers);
         }
-        if data.members.len() > MEMBERS_MAX {
+        if data.members.len() > MEMBERS_MAX || data.departed.len() > MEMBERS_MAX {
             return Err(RingError::TooManyMembers);
+        }
+        if let Some(both) = data.departed.iter().find(|d| data.members.contains_key(d)) {
+            return Err(RingError::Malformed {
+                reason: format!("node {both} is both a member and departed"),
+            });
         }
         for (&node, member) in &data.members {
             check_member(node, member)?;
@@ -166,6 +174,7 @@ impl Ring {
             partition_bits,
             members: all,
             owners,
+            departed: BTreeSet::new(),
         }))
     }
 
@@ -216,10 +225,17 @@ impl Ring {
         let weights = members.iter().map(|(&n, m)| (n, m.weight)).collect();
         let mut owners = self.data.owners.clone();
         rebalance(&mut owners, &weights, joining);
+        let mut departed = self.data.departed.clone();
+        departed.extend(self.data.members.keys().copied());
+        departed.retain(|node| !members.contains_key(node));
+        while departed.len() > MEMBERS_MAX {
+            departed.pop_first();
+        }
         Ok(Ring::from_valid(RingData {
             version: next,
             partition_bits: self.data.partition_bits,
             members,
+            departed,
             owners,
         }))
     }
@@ -238,6 +254,13 @@ impl Ring {
 
     pub fn version(&self) -> u64 {
         self.data.version
+    }
+
+    /// Nodes that earlier rings of this one's history held and it does not:
+    /// they may still be handing their data over, so peers still admit them
+    /// (at most [`MEMBERS_MAX`]; beyond, the lowest ids are forgotten).
+    pub fn departed(&self) -> &BTreeSet<NodeId> {
+        &self.data.departed
     }
 
     pub fn partition_bits(&self) -> u8 {
@@ -285,6 +308,9 @@ impl Ring {
         }
         for owner in &self.data.owners {
             bytes.extend_from_slice(&owner.0.to_be_bytes());
+        }
+        for node in &self.data.departed {
+            bytes.extend_from_slice(&node.0.to_be_bytes());
         }
         xxh3_64(&bytes)
     }

@@ -350,6 +350,7 @@ fn json_ring(members: usize, zones: usize, partition_bits: u8) -> serde_json::Va
         "partition_bits": partition_bits,
         "members": listed,
         "owners": owners,
+        "departed": [],
     })
 }
 
@@ -370,4 +371,22 @@ fn a_decoded_ring_is_bounded_in_members_and_preference_list_length() {
     let list = ring.preference_list(Partition(7), 3);
     assert_eq!(list.primaries().len(), 3);
     assert_eq!(list.all().len(), 2 * norn_ring::PREFERENCE_LIST_MAX);
+}
+
+/// A ring remembers the members its history dropped (peers still admit
+/// them while they hand their data over), and forgets one that rejoins.
+#[test]
+fn a_ring_carries_the_nodes_its_history_dropped() {
+    let member = |zone: &str| RingMember {
+        zone: zone.into(),
+        weight: 1,
+    };
+    let ring = Ring::new(4, [(NodeId(1), member("a")), (NodeId(2), member("b"))]).expect("ring");
+    let left = ring.without_member(NodeId(2)).expect("leave");
+    assert!(left.departed().contains(&NodeId(2)));
+    let back = left.with_member(NodeId(2), member("b")).expect("rejoin");
+    assert!(back.departed().is_empty());
+    let decoded: Ring =
+        serde_json::from_str(&serde_json::to_string(&left).expect("json")).expect("decodes");
+    assert_eq!(decoded.departed(), left.departed());
 }

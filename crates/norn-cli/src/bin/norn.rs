@@ -126,12 +126,18 @@ enum CertsCommand {
         /// A name for the cluster, shown in the CA's subject.
         #[arg(long, default_value = "norn")]
         cluster: String,
+        /// Days the CA is valid.
+        #[arg(long, default_value_t = norn_net::certs::CA_VALIDITY_DAYS, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        days: u32,
     },
     /// Issue a node certificate (NAME.pem, NAME.key) with a new node id.
     Node {
         name: String,
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = norn_net::certs::LEAF_VALIDITY_DAYS, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        days: u32,
     },
     /// Issue a client certificate (NAME.pem, NAME.key): `data` may read and
     /// write, `admin` may also change the ring, repair and inspect.
@@ -141,6 +147,9 @@ enum CertsCommand {
         dir: PathBuf,
         #[arg(long, default_value = "data")]
         role: ClientRole,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = norn_net::certs::LEAF_VALIDITY_DAYS, value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        days: u32,
     },
 }
 
@@ -288,9 +297,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let timeout = Duration::from_millis(args.timeout_ms + 1000);
     match args.command {
         Command::Certs { command } => match command {
-            CertsCommand::Init { dir, cluster } => certs::init(&dir, &cluster),
-            CertsCommand::Node { name, dir } => certs::node(&dir, &name).map(|_| ()),
-            CertsCommand::Client { name, dir, role } => certs::client(&dir, &name, role),
+            CertsCommand::Init { dir, cluster, days } => certs::init(&dir, &cluster, days),
+            CertsCommand::Node { name, dir, days } => certs::node(&dir, &name, days).map(|_| ()),
+            CertsCommand::Client {
+                name,
+                dir,
+                role,
+                days,
+            } => certs::client(&dir, &name, role, days),
         },
         Command::Get { bucket, key, flags } => {
             let session = open(&args.config, &args.node, timeout, As::Data).await?;
