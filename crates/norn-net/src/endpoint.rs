@@ -31,6 +31,14 @@ pub struct EndpointLimits {
     pub connect_timeout_ms: u64,
     /// UDP socket send and receive buffers.
     pub udp_buffer_bytes: usize,
+    /// A write that makes no progress this long (the peer stopped reading)
+    /// closes the connection.
+    pub write_stall_timeout_ms: u64,
+    /// Bytes of requests a connection's peer may have queued or running on
+    /// this side at once, and bytes of responses waiting to be written;
+    /// past that this side stops reading its requests (QUIC flow control
+    /// pushes back). At least one frame.
+    pub queued_bytes_per_connection: usize,
 }
 
 impl Default for EndpointLimits {
@@ -42,6 +50,8 @@ impl Default for EndpointLimits {
             keep_alive_ms: 5_000,
             connect_timeout_ms: 3_000,
             udp_buffer_bytes: 4 << 20,
+            write_stall_timeout_ms: 10_000,
+            queued_bytes_per_connection: 64 << 20,
         }
     }
 }
@@ -208,14 +218,7 @@ impl Endpoint {
                     }
                 };
                 tracing::debug!(peer = %remote, identity = %peer, "accepted connection");
-                serve_connection(
-                    connection,
-                    peer,
-                    handler,
-                    limits.max_frame_bytes,
-                    limits.max_in_flight_per_connection,
-                )
-                .await;
+                serve_connection(connection, peer, handler, &limits).await;
             });
         }
     }
@@ -259,13 +262,7 @@ impl Endpoint {
                 reason: format!("{peer} is not a node"),
             });
         }
-        RpcConnection::open(
-            connection,
-            peer,
-            self.limits.max_frame_bytes,
-            self.limits.max_in_flight_per_connection,
-        )
-        .await
+        RpcConnection::open(connection, peer, &self.limits).await
     }
 
     /// Sends `request` to the node at `addr` and waits for its response.
