@@ -285,15 +285,6 @@ impl Core {
             access::Role::Member | access::Role::FormerMember => Sender::Admitted,
             _ => Sender::Unadmitted,
         };
-        // A joiner spreads the ring that admitted it; a ring that does not
-        // hold its pusher comes only from admitted members.
-        let pushes_a_ring_without_itself = matches!(
-            &message,
-            GossipMessage::RingPush { from, ring } if !ring.members().contains_key(from)
-        );
-        if standing == Sender::Unadmitted && pushes_a_ring_without_itself {
-            return self.refuse(caller, role, &Request::Gossip(message));
-        }
         let effects = self
             .node
             .membership

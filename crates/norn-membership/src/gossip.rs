@@ -19,8 +19,8 @@
 //! first hand (so a newcomer learns where everyone is); after that, relays
 //! only advance its heartbeat within the incarnation it announced itself.
 //! A sender that is not an admitted member may announce itself, ask to
-//! join (a staged join of itself), pull the ring, and push a ring it is a
-//! member of (a joiner spreading the ring that admitted it), nothing more.
+//! join (a staged join of itself), and pull and pass on rings; its relays
+//! of other members' records and staged changes are not heard.
 //! Counters from the wire saturate.
 
 use std::collections::BTreeMap;
@@ -119,8 +119,8 @@ impl Peer {
 pub enum Sender {
     /// A node of a ring this node holds or held: its relays are heard.
     Admitted,
-    /// Any other node: only its own record, its own staged join, ring pulls
-    /// and pushes of rings it is a member of are heard.
+    /// Any other node: only its own record, its own staged join and rings
+    /// are heard.
     Unadmitted,
 }
 
@@ -359,11 +359,12 @@ impl Membership {
                     effects.push(Effect::Send { address, message });
                 }
             }
-            GossipMessage::RingPush { from, ring } => {
-                if sender == Sender::Admitted || ring.members().contains_key(&from) {
-                    self.adopt_ring(ring, &mut effects);
-                }
-            }
+            // Any node may pass a ring on: until rings carry the committing
+            // admin's signature, refusing the relays of unadmitted nodes
+            // protects nothing (a forged ring can name anyone) and loses
+            // the only copy of a committed ring when its committer was
+            // restored from an older backup (norn-sim seed 5532).
+            GossipMessage::RingPush { ring, .. } => self.adopt_ring(ring, &mut effects),
         }
         effects
     }
