@@ -76,6 +76,7 @@ const CLIENTS_AND_NODES: Roles = Roles::of(&[Member, FormerMember, DataClient, A
 const TOPOLOGY: Roles = Roles::of(&[Member, DataClient, AdminClient]);
 const ADMIN: Roles = Roles::of(&[AdminClient]);
 const ADMITTED_AND_ADMIN: Roles = Roles::of(&[Member, FormerMember, AdminClient]);
+const NODES_AND_ADMIN: Roles = Roles::of(&[Member, FormerMember, UnadmittedNode, AdminClient]);
 
 /// The roles `request` is open to. Every kind is listed (no wildcard), so
 /// a new request kind cannot be added without deciding who may send it.
@@ -85,15 +86,20 @@ pub fn allowed(request: &Request) -> Roles {
         Request::Gossip(_) => NODES,
         Request::Get { .. } | Request::Put { .. } => CLIENTS_AND_NODES,
         Request::AdminMembers | Request::AdminRing => TOPOLOGY,
-        Request::ReplicaPut { .. } | Request::ReplicaPutMany { .. } => ADMITTED,
+        Request::ReplicaPut { .. } => ADMITTED,
+        // Hand-over: a node may hold data of a ring that lost to a
+        // concurrent commit, whose winner keeps no record of it (norn-sim
+        // seed 9469), so any node certificate may offer and hand data
+        // over (merges only: nothing is removed, no dot is issued).
+        Request::ReplicaPutMany { .. } => NODES,
         // Tombstone removal is decided by the current ring only.
         Request::DurableKeyDigests { .. } | Request::Reap { .. } => MEMBERS,
         // Reads of one replica: exchanges and transfers, and admins
         // inspecting a replica's copies, trees and hint queues (the reaper
         // asks every member for its hints).
+        Request::KeyDigests { .. } => NODES_AND_ADMIN,
         Request::ReplicaGet { .. }
         | Request::ReplicaGetMany { .. }
-        | Request::KeyDigests { .. }
         | Request::TreeNodes { .. }
         | Request::SegmentDigests { .. }
         | Request::TreeRoots { .. }
@@ -178,12 +184,7 @@ mod tests {
             Request::Ping,
             Request::AdminMembers,
             Request::AdminCommit,
-            Request::KeyDigests { keys: Vec::new() },
-            Request::ReplicaPutMany {
-                n: 3,
-                ring_version: 1,
-                items: Vec::new(),
-            },
+            Request::ReplicaGetMany { keys: Vec::new() },
             Request::Get {
                 bucket: b"b".to_vec(),
                 key: b"k".to_vec(),
