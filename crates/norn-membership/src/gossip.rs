@@ -12,16 +12,12 @@
 //! digest pushes its ring back. Being down is a local opinion and never
 //! changes the ring.
 //!
-//! Who may say what ([`Sender`]): a member's record (address, incarnation,
-//! state, handoffs) changes only on that member's own word, that is, in a
-//! message whose sender the transport verified to be that member. A record
-//! relayed by another node is taken whole only for a node never heard from
-//! first hand (so a newcomer learns where everyone is); after that, relays
-//! only advance its heartbeat within the incarnation it announced itself.
-//! A sender that is not an admitted member may announce itself, ask to
-//! join (a staged join of itself), and pull and pass on rings; its relays
-//! of other members' records and staged changes are not heard.
-//! Counters from the wire saturate.
+//! Who may say what ([`Sender`]): records relayed by an admitted node are
+//! merged by `(incarnation, heartbeat)` as the node's own are. A sender
+//! that is not an admitted member may announce itself, ask to join (a
+//! staged join of itself), and pull and pass on rings; its relays of other
+//! members' records and staged changes are not heard. Counters from the
+//! wire saturate.
 
 use std::collections::BTreeMap;
 
@@ -95,8 +91,6 @@ struct Peer {
     member: Member,
     detector: PhiAccrual,
     up: bool,
-    /// Whether `member` came from the node itself (else from a relay).
-    first_hand: bool,
 }
 
 impl Peer {
@@ -336,10 +330,8 @@ impl Membership {
                 ring_fingerprint,
             } => {
                 for member in members {
-                    if member.id == from {
-                        self.merge_member(now_ms, member, true, &mut effects);
-                    } else if sender == Sender::Admitted {
-                        self.merge_member(now_ms, member, false, &mut effects);
+                    if member.id == from || sender == Sender::Admitted {
+                        self.merge_member(now_ms, member, &mut effects);
                     }
                 }
                 for change in staged {
@@ -373,14 +365,8 @@ impl Membership {
         self.peers.get(&node).map(|p| p.member.address.clone())
     }
 
-    /// Merges a record of `member`; `first_hand` when its own node sent it.
-    fn merge_member(
-        &mut self,
-        now_ms: u64,
-        member: Member,
-        first_hand: bool,
-        effects: &mut Vec<Effect>,
-    ) {
+    /// Merges a record of `member`, from the member itself or relayed.
+    fn merge_member(&mut self, now_ms: u64, member: Member, effects: &mut Vec<Effect>) {
         if member.id == self.me.id {
             // Someone remembers a later life of this node (its data was lost
             // and it restarted with an old incarnation): move past it. Any
@@ -415,21 +401,10 @@ impl Membership {
                         member,
                         detector,
                         up,
-                        first_hand,
                     },
                 );
             }
-            Some(peer) if peer.first_hand && !first_hand => {
-                // A relay: a heartbeat of the life the node announced, no
-                // more.
-                let same_life = member.incarnation == peer.member.incarnation;
-                if same_life && member.heartbeat > peer.member.heartbeat {
-                    peer.member.heartbeat = member.heartbeat;
-                    peer.heard(now_ms, config.phi_threshold, effects);
-                }
-            }
-            Some(peer) if member.newer_than(&peer.member) || (first_hand && !peer.first_hand) => {
-                peer.first_hand |= first_hand;
+            Some(peer) if member.newer_than(&peer.member) => {
                 if member.incarnation != peer.member.incarnation {
                     // A restart: the old intervals say nothing of the new life.
                     peer.detector = new_detector();
