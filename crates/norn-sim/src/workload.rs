@@ -109,8 +109,10 @@ impl History {
         })
     }
 
-    /// Whether every node that acknowledged `write` lost its data since:
-    /// the write may be gone with them.
+    /// Whether every primary that holds `write` lost its data since: the
+    /// write may be gone with them. The primaries that hold it are those
+    /// that acknowledged it and those a fallback acknowledged it for: a
+    /// fallback's copy moves to its primary with the hint and is dropped.
     pub fn lost_with_its_replicas(&self, write: &str) -> bool {
         let Some((nodes, at)) = self.acked_by.get(write) else {
             return false;
@@ -124,7 +126,7 @@ impl History {
 
     fn acknowledged(&mut self, write: String, receipt: &WriteReceipt) {
         let mut nodes = receipt.primaries.clone();
-        nodes.extend(receipt.fallbacks.iter().map(|(fallback, _)| *fallback));
+        nodes.extend(receipt.fallbacks.iter().map(|(_, primary)| *primary));
         self.acked_by.insert(write, (nodes, self.now));
     }
 }
