@@ -109,18 +109,22 @@ impl History {
         })
     }
 
-    /// Whether every primary that holds `write` lost its data since: the
-    /// write may be gone with them. The primaries that hold it are those
-    /// that acknowledged it and those a fallback acknowledged it for: a
-    /// fallback's copy moves to its primary with the hint and is dropped.
+    /// Whether every primary that holds `write` lost its data since it was
+    /// sent: the write may be gone with them. The primaries that hold it
+    /// are those that acknowledged it and those a fallback acknowledged it
+    /// for (a fallback's copy moves to its primary with the hint and is
+    /// dropped). A replica may have stored it, and lost it, before its
+    /// acknowledgement arrived: any time since the client sent it, at most
+    /// the client's timeout before the acknowledgement.
     pub fn lost_with_its_replicas(&self, write: &str) -> bool {
-        let Some((nodes, at)) = self.acked_by.get(write) else {
+        let Some((nodes, acked_at)) = self.acked_by.get(write) else {
             return false;
         };
+        let sent_at = acked_at.saturating_sub(crate::world::CLIENT_TIMEOUT_MS);
         nodes.iter().all(|node| {
             self.data_lost
                 .iter()
-                .any(|(lost, when)| lost == node && when >= at)
+                .any(|(lost, when)| lost == node && *when >= sent_at)
         })
     }
 

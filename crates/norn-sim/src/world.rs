@@ -182,7 +182,7 @@ pub struct World {
     messages: u64,
 }
 
-const CLIENT_TIMEOUT_MS: u64 = 1_500;
+pub(crate) const CLIENT_TIMEOUT_MS: u64 = 1_500;
 
 impl World {
     pub fn new(seed: u64, options: SimOptions) -> World {
