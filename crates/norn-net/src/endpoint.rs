@@ -273,12 +273,7 @@ impl Endpoint {
         request: &Request,
         timeout: Duration,
     ) -> Result<Response, NetError> {
-        let connection = self.connection(addr).await?;
-        let outcome = connection.call(request, timeout).await;
-        if matches!(outcome, Err(NetError::ConnectionLost { .. })) {
-            self.forget(addr, &connection).await;
-        }
-        outcome
+        self.call_expecting(None, addr, request, timeout).await
     }
 
     /// [`Endpoint::call`] to the node `expected` at `addr`: refused, with
@@ -291,12 +286,25 @@ impl Endpoint {
         request: &Request,
         timeout: Duration,
     ) -> Result<Response, NetError> {
+        self.call_expecting(Some(expected), addr, request, timeout)
+            .await
+    }
+
+    async fn call_expecting(
+        &self,
+        expected: Option<NodeId>,
+        addr: SocketAddr,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, NetError> {
         let connection = self.connection(addr).await?;
-        if *connection.peer() != PeerIdentity::Node(expected) {
-            return Err(NetError::PeerIdentity {
-                addr,
-                reason: format!("dialed node {expected}, reached {}", connection.peer()),
-            });
+        if let Some(expected) = expected {
+            if *connection.peer() != PeerIdentity::Node(expected) {
+                return Err(NetError::PeerIdentity {
+                    addr,
+                    reason: format!("dialed node {expected}, reached {}", connection.peer()),
+                });
+            }
         }
         let outcome = connection.call(request, timeout).await;
         if matches!(outcome, Err(NetError::ConnectionLost { .. })) {

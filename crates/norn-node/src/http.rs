@@ -209,24 +209,21 @@ async fn read_body(
         .get(axum::http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|length| length > limit as u64) {
-        return json_error(
+    let too_large = || {
+        json_error(
             StatusCode::PAYLOAD_TOO_LARGE,
             "too_large",
             &format!("a value holds at most {} bytes", limit - 1),
-        );
+        )
+    };
+    if declared.is_some_and(|length| length > limit as u64) {
+        return too_large();
     }
     let (parts, body) = request.into_parts();
     let timeout = Duration::from_millis(node.config.http.body_timeout_ms);
     let bytes = match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(_)) => {
-            return json_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                &format!("a value holds at most {} bytes", limit - 1),
-            )
-        }
+        Ok(Err(_)) => return too_large(),
         Err(_) => {
             let mut response = json_error(
                 StatusCode::REQUEST_TIMEOUT,
