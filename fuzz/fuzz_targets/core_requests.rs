@@ -5,13 +5,14 @@
 //! request may panic the core, and every request gets exactly one reply.
 #![no_main]
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 use norn_core::{CallId, Caller, Core, CoreConfig, Effect, NodeIdentity};
 use norn_proto::{ClientRole, FrameDecoder, Request};
 use norn_ring::NodeId;
 use norn_storage::{Store, StoreOptions};
+use norn_trust::RingAuthority;
 
 fn caller(pick: u64) -> Caller {
     match pick % 5 {
@@ -21,6 +22,17 @@ fn caller(pick: u64) -> Caller {
         3 => Caller::Client { name: "fuzz".into(), role: ClientRole::Admin },
         _ => Caller::Http,
     }
+}
+
+/// A cluster CA for the node to judge ring proofs by, made once.
+fn authority() -> RingAuthority {
+    static AUTHORITY: OnceLock<RingAuthority> = OnceLock::new();
+    AUTHORITY
+        .get_or_init(|| {
+            let ca = norn_net::certs::new_ca("fuzz").expect("a CA");
+            RingAuthority::from_pem(&ca.cert_pem).expect("the CA")
+        })
+        .clone()
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -33,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         weight: 1,
         incarnation: 1,
     };
-    let Ok(mut core) = Core::new(CoreConfig::for_test(), me, Vec::new(), storage, 7, 0) else {
+    let Ok(mut core) = Core::new(CoreConfig::for_test(), authority(), me, Vec::new(), storage, 7, 0) else {
         return;
     };
     let decoder = FrameDecoder::new(1 << 20);

@@ -16,6 +16,7 @@ use norn_net::tls::TlsMaterial;
 use norn_net::{Endpoint, EndpointLimits, TlsFiles};
 use norn_proto::{ClientRole, MemberInfo, Request, Response};
 use norn_ring::{NodeId, Ring};
+use norn_trust::RingSigner;
 
 /// Where the binaries under test are: `$NORN_BIN_DIR`, else the cargo target
 /// directory this test binary (in `target/<profile>/deps`) or tool binary
@@ -45,6 +46,8 @@ pub struct TestNode {
     pub http_token: Option<String>,
     /// TOML appended to the generated config (see [`TestCluster::configure`]).
     pub extra_config: String,
+    /// The node's certificate and key as issued.
+    pub issued: Issued,
     child: Option<Child>,
 }
 
@@ -57,6 +60,8 @@ pub struct TestCluster {
     /// `ring.partition_bits` of every node's config (default 6).
     partition_bits: u8,
     admin: Arc<Endpoint>,
+    /// The admin certificate's key, signing the rings the cluster commits.
+    signer: Arc<RingSigner>,
 }
 
 fn write(path: &Path, contents: &str) {
@@ -73,6 +78,9 @@ impl TestCluster {
         let admin =
             certs::issue_client(&ca, "admin", ClientRole::Admin).expect("admin certificate");
         let files = write_pair(dir.path(), "admin", &admin);
+        let signer = Arc::new(
+            RingSigner::from_pem(&admin.cert_pem, &admin.key_pem).expect("admin ring signer"),
+        );
         let admin = Arc::new(
             Endpoint::client(
                 &TlsMaterial::load(&files).expect("admin TLS"),
@@ -86,6 +94,7 @@ impl TestCluster {
             nodes: Vec::new(),
             partition_bits: 6,
             admin,
+            signer,
         };
         for _ in 0..count {
             cluster.add_node();
@@ -101,6 +110,7 @@ impl TestCluster {
         let issued = certs::issue_node(&self.ca, &name, id).expect("node certificate");
         write_pair(self.dir.path(), &name, &issued);
         let node = TestNode {
+            issued,
             config: self.dir.path().join(format!("{name}.toml")),
             data_dir: self.dir.path().join(&name),
             log: self.dir.path().join(format!("{name}.log")),
@@ -259,6 +269,18 @@ partition_bits = {bits}
     }
 
     /// Sends SIGTERM to node `index` and waits (up to 10 s) for it to exit.
+    /// Sends SIGHUP to node `index` (by its pid): it reloads its
+    /// certificates.
+    pub fn hangup(&self, index: usize) {
+        let child = self.nodes[index].child.as_ref().expect("node is running");
+        let sent = Command::new("kill")
+            .arg("-HUP")
+            .arg(child.id().to_string())
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill -HUP {}", child.id());
+    }
+
     pub fn terminate(&mut self, index: usize) -> std::process::ExitStatus {
         let mut child = self.nodes[index].child.take().expect("node is running");
         let sent = Command::new("kill")
@@ -318,6 +340,35 @@ partition_bits = {bits}
             .await
     }
 
+    /// Commits on node `index` as `norn admin commit` does: asks it for the
+    /// ring its staged changes make, signs it as the admin, hands it back.
+    /// The reply to the commit (or to a refused proposal).
+    pub async fn commit(&self, index: usize) -> Result<Response, norn_net::NetError> {
+        self.commit_revoking(index, Vec::new()).await
+    }
+
+    /// [`TestCluster::commit`], adding `revoke` to the ring's revoked
+    /// certificates.
+    pub async fn commit_revoking(
+        &self,
+        index: usize,
+        revoke: Vec<norn_ring::CertificateFingerprint>,
+    ) -> Result<Response, norn_net::NetError> {
+        let propose = Request::AdminPropose { revoke };
+        match self.call(index, propose).await? {
+            Response::Proposed(ring) => {
+                let ring = self.sign(&ring);
+                self.call(index, Request::AdminCommit { ring }).await
+            }
+            other => Ok(other),
+        }
+    }
+
+    /// `ring` signed by the cluster's admin.
+    pub fn sign(&self, ring: &Ring) -> Ring {
+        self.signer.sign_now(ring).expect("the admin signs")
+    }
+
     pub async fn members(&self, index: usize) -> Vec<MemberInfo> {
         match self.call(index, Request::AdminMembers).await {
             Ok(Response::Members(members)) => members,
@@ -327,7 +378,7 @@ partition_bits = {bits}
 
     pub async fn ring(&self, index: usize) -> Option<Ring> {
         match self.call(index, Request::AdminRing).await {
-            Ok(Response::Ring(ring)) => ring,
+            Ok(Response::Ring(ring)) => ring.map(|ring| *ring),
             _ => None,
         }
     }
@@ -361,7 +412,7 @@ partition_bits = {bits}
             matches!(self.call(0, Request::AdminPlan).await, Ok(Response::Plan(p)) if p.staged.len() == count)
         })
         .await;
-        let committed = self.call(0, Request::AdminCommit).await;
+        let committed = self.commit(0).await;
         assert!(
             matches!(committed, Ok(Response::Committed { version: 1 })),
             "commit: {committed:?}"
@@ -495,6 +546,15 @@ partition_bits = {bits}
             ),
         );
         path
+    }
+
+    /// Sends `request` to node `index` from `endpoint` (a certificate of
+    /// the test's choosing), panicking if the node does not answer.
+    pub async fn ask_as(&self, endpoint: &Endpoint, index: usize, request: &Request) -> Response {
+        endpoint
+            .call(self.address(index), request, Duration::from_secs(5))
+            .await
+            .unwrap_or_else(|e| panic!("node {index} did not answer: {e}"))
     }
 
     /// Sends an admin or replica request to node `index` and returns the
@@ -636,6 +696,28 @@ partition_bits = {bits}
         .expect("client endpoint")
     }
 
+    /// A client endpoint presenting `issued` (written as `name`.pem/.key).
+    pub fn endpoint_with(&self, issued: &Issued, name: &str) -> Endpoint {
+        let files = write_pair(self.dir.path(), name, issued);
+        Endpoint::client(
+            &TlsMaterial::load(&files).expect("client TLS"),
+            EndpointLimits::default(),
+        )
+        .expect("client endpoint")
+    }
+
+    /// Replaces node `index`'s certificate and key files with `issued`
+    /// (a running node takes them on [`TestCluster::hangup`]).
+    pub fn replace_certificate(&mut self, index: usize, issued: &Issued) {
+        let name = &self.nodes[index].name;
+        for file in [format!("{name}.pem"), format!("{name}.key")] {
+            let path = self.dir.path().join(file);
+            std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+        write_pair(self.dir.path(), name, issued);
+        self.nodes[index].issued = issued.clone();
+    }
+
     /// A client endpoint holding node `index`'s own certificate, to send
     /// what only nodes may send (replica writes, reaps) as that node would.
     pub fn endpoint_as_node(&self, index: usize) -> Endpoint {
@@ -664,7 +746,7 @@ partition_bits = {bits}
             matches!(self.ask(0, Request::AdminPlan).await, Response::Plan(p) if p.staged.len() == 1)
         })
         .await;
-        let committed = self.ask(0, Request::AdminCommit).await;
+        let committed = self.commit(0).await.expect("node 0 answers");
         assert!(
             matches!(committed, Response::Committed { .. }),
             "commit: {committed:?}"
@@ -694,7 +776,10 @@ partition_bits = {bits}
             )
             .await;
         assert!(matches!(staged, Response::Staged(_)), "stage: {staged:?}");
-        let committed = self.ask(via, Request::AdminCommit).await;
+        let committed = self
+            .commit(via)
+            .await
+            .unwrap_or_else(|e| panic!("node {via} did not answer: {e}"));
         assert!(
             matches!(committed, Response::Committed { version: v } if v == version + 1),
             "commit: {committed:?}"

@@ -156,7 +156,7 @@ async fn a_fourth_node_joins_through_plan_and_commit_and_every_node_holds_the_ri
             assert_eq!(node.gained, 0, "only the joiner gains partitions: {node:?}");
         }
     }
-    let committed = cluster.call(1, Request::AdminCommit).await;
+    let committed = cluster.commit(1).await;
     assert!(
         matches!(committed, Ok(Response::Committed { version: 2 })),
         "{committed:?}"

@@ -64,18 +64,6 @@ fn replica_attacks(victim: &str) -> Vec<Request> {
     ]
 }
 
-async fn send(
-    endpoint: &Endpoint,
-    cluster: &TestCluster,
-    index: usize,
-    request: &Request,
-) -> Response {
-    endpoint
-        .call(cluster.address(index), request, Duration::from_secs(5))
-        .await
-        .expect("the node answers")
-}
-
 fn assert_forbidden(response: &Response, what: &str) {
     assert!(
         matches!(response, Response::Error(e) if e.code == ErrorCode::Forbidden),
@@ -123,7 +111,7 @@ async fn assert_unchanged(cluster: &TestCluster, victim: &str, ring_version: u64
 /// Requests only an admin client may make (of those a client sends).
 fn admin_requests() -> Vec<Request> {
     vec![
-        Request::AdminCommit,
+        Request::AdminPropose { revoke: Vec::new() },
         Request::AdminStage {
             node: "n2".into(),
             kind: norn_membership::ChangeKind::Leave,
@@ -153,14 +141,14 @@ async fn client_certificates_cannot_act_as_nodes_and_data_clients_cannot_adminis
     });
     for (endpoint, who) in [(&admin, "an admin client"), (&data, "a data client")] {
         for request in replica_attacks("forged-by-client").iter().chain([&gossip]) {
-            let response = send(endpoint, &cluster, 0, request).await;
+            let response = cluster.ask_as(endpoint, 0, request).await;
             assert_forbidden(&response, &format!("{who}'s {request:?}"));
         }
     }
     let admin_only = admin_requests();
     for request in &admin_only {
         assert_forbidden(
-            &send(&data, &cluster, 0, request).await,
+            &cluster.ask_as(&data, 0, request).await,
             &format!("{request:?}"),
         );
     }
@@ -173,15 +161,15 @@ async fn client_certificates_cannot_act_as_nodes_and_data_clients_cannot_adminis
         timeout_ms: None,
     };
     assert!(matches!(
-        send(&data, &cluster, 0, &read).await,
+        cluster.ask_as(&data, 0, &read).await,
         Response::Value(_)
     ));
     assert!(matches!(
-        send(&data, &cluster, 0, &Request::AdminRing).await,
+        cluster.ask_as(&data, 0, &Request::AdminRing).await,
         Response::Ring(Some(_))
     ));
     assert!(matches!(
-        send(&admin, &cluster, 0, &Request::AdminHints).await,
+        cluster.ask_as(&admin, 0, &Request::AdminHints).await,
         Response::Hints(_)
     ));
 
@@ -272,7 +260,7 @@ async fn an_unadmitted_node_may_announce_itself_and_nothing_more() {
         .iter()
         .filter(|r| !matches!(r, Request::ReplicaPutMany { .. }));
     for request in refused.chain([&write]) {
-        let response = send(&stranger, &cluster, 0, request).await;
+        let response = cluster.ask_as(&stranger, 0, request).await;
         assert_forbidden(&response, &format!("an unadmitted node's {request:?}"));
     }
     // Its digest is heard about itself only: the record of n2 it relays
@@ -281,7 +269,7 @@ async fn an_unadmitted_node_may_announce_itself_and_nothing_more() {
     let honest_n2 = member_record(&cluster, n2).await;
     let digest = stranger_digest(stranger_id, &honest_n2);
     assert!(matches!(
-        send(&stranger, &cluster, 0, &digest).await,
+        cluster.ask_as(&stranger, 0, &digest).await,
         Response::Ack
     ));
     let seen_n2 = member_record(&cluster, n2).await;
@@ -291,7 +279,7 @@ async fn an_unadmitted_node_may_announce_itself_and_nothing_more() {
     // A spoofed sender id is refused whoever sends it.
     let spoofed = Request::Gossip(GossipMessage::RingPull { from: n2 });
     assert_forbidden(
-        &send(&stranger, &cluster, 0, &spoofed).await,
+        &cluster.ask_as(&stranger, 0, &spoofed).await,
         "a spoofed node id",
     );
 

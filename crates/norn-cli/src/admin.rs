@@ -20,32 +20,68 @@ fn unexpected(response: Response) -> anyhow::Error {
     anyhow::anyhow!("unexpected response: {response:?}")
 }
 
-/// `norn admin members`: id, name, address, zone, state, up or down, phi.
+/// A member, with the days its certificate has left (asked of the member
+/// itself; `None` when it did not answer).
+#[derive(Debug, Serialize)]
+struct MemberReport {
+    #[serde(flatten)]
+    info: MemberInfo,
+    certificate_days_left: Option<i64>,
+}
+
+/// Whole days until `expires` (negative once it has passed).
+fn days_left(expires: std::time::SystemTime) -> i64 {
+    let seconds = match expires.duration_since(std::time::SystemTime::now()) {
+        Ok(left) => i64::try_from(left.as_secs()).unwrap_or(i64::MAX),
+        Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
+    };
+    seconds.div_euclid(86_400)
+}
+
+/// `norn admin members`: id, name, address, zone, state, up or down, phi,
+/// and the days each member's certificate has left.
 pub async fn members(session: &Session, json: bool) -> anyhow::Result<()> {
     let Response::Members(members) = session.call(Request::AdminMembers).await? else {
         bail!("unexpected response");
     };
+    let mut reports = Vec::with_capacity(members.len());
+    for info in members {
+        let expiry = if info.up {
+            session.certificate_expiry(&info.member.address).await.ok()
+        } else {
+            None
+        };
+        reports.push(MemberReport {
+            info,
+            certificate_days_left: expiry.map(days_left),
+        });
+    }
     if json {
-        return print_json(&members);
+        return print_json(&reports);
     }
     println!(
-        "{:<16}  {:<12} {:<22} {:<10} {:<7} {:<4} {:>8}",
-        "id", "name", "address", "zone", "state", "up", "phi"
+        "{:<16}  {:<12} {:<22} {:<10} {:<7} {:<4} {:>8} {:>9}",
+        "id", "name", "address", "zone", "state", "up", "phi", "cert days"
     );
-    for MemberInfo { member, up, phi } in &members {
+    for report in &reports {
+        let MemberInfo { member, up, phi } = &report.info;
         let state = match member.state {
             MemberState::Active => "active",
             MemberState::Leaving => "leaving",
         };
+        let days = report
+            .certificate_days_left
+            .map_or("-".to_string(), |days| days.to_string());
         println!(
-            "{:<16}  {:<12} {:<22} {:<10} {:<7} {:<4} {:>8.2}",
+            "{:<16}  {:<12} {:<22} {:<10} {:<7} {:<4} {:>8.2} {:>9}",
             member.id.to_string(),
             member.name,
             member.address,
             member.zone,
             state,
             if *up { "up" } else { "DOWN" },
-            phi
+            phi,
+            days
         );
     }
     Ok(())
@@ -252,15 +288,32 @@ fn print_plan(plan: &PlanView) {
     println!("run `norn admin commit` to apply");
 }
 
-/// `norn admin commit`.
+/// `norn admin commit`: the staged changes, signed with the admin
+/// certificate.
 pub async fn commit(session: &Session) -> anyhow::Result<()> {
-    match session.call(Request::AdminCommit).await? {
-        Response::Committed { version } => {
-            println!("committed ring version {version}; it spreads to every node within a few gossip rounds");
-            Ok(())
-        }
-        other => Err(unexpected(other)),
+    let version = session.commit(Vec::new()).await?;
+    println!(
+        "committed ring version {version}; it spreads to every node within a few gossip rounds"
+    );
+    Ok(())
+}
+
+/// `norn admin revoke CERT...`: each a PEM file or a fingerprint.
+pub async fn revoke(session: &Session, certificates: &[String]) -> anyhow::Result<()> {
+    let mut fingerprints = Vec::new();
+    for certificate in certificates {
+        let fingerprint = match norn_trust::parse_fingerprint(certificate) {
+            Some(fingerprint) => fingerprint,
+            None => crate::certs::fingerprint_of(std::path::Path::new(certificate))?,
+        };
+        fingerprints.push(fingerprint);
     }
+    let version = session.commit(fingerprints).await?;
+    println!(
+        "revoked {} certificate(s) in ring version {version}; every node refuses them once it holds that ring (a few gossip rounds)",
+        certificates.len()
+    );
+    Ok(())
 }
 
 /// The members the session's node knows, with whether it sees them up.

@@ -64,11 +64,12 @@ pub fn init(dir: &Path, cluster: &str, days: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `norn certs node NAME`: a node certificate with a new random node id,
-/// valid `days`.
-pub fn node(dir: &Path, name: &str, days: u32) -> anyhow::Result<NodeId> {
+/// `norn certs node NAME [--id ID]`: a node certificate for node `id`
+/// (renewing an existing node's), else for a new random node id, valid
+/// `days`.
+pub fn node(dir: &Path, name: &str, id: Option<NodeId>, days: u32) -> anyhow::Result<NodeId> {
     check_name(name)?;
-    let id = NodeId(rand::random());
+    let id = id.unwrap_or_else(|| NodeId(rand::random()));
     let validity = Validity::days_from_now(days);
     let issued = certs::issue_node_valid(&read_ca(dir)?, name, id, validity)?;
     write_pair(dir, name, &issued)?;
@@ -91,4 +92,18 @@ pub fn client(dir: &Path, name: &str, role: ClientRole, days: u32) -> anyhow::Re
         dir.display()
     );
     Ok(())
+}
+
+/// `norn certs fingerprint CERT`: prints the certificate's SHA-256.
+pub fn fingerprint(cert: &Path) -> anyhow::Result<()> {
+    println!("{}", norn_trust::fingerprint_hex(&fingerprint_of(cert)?));
+    Ok(())
+}
+
+/// The fingerprint of the certificate in the PEM file at `cert`.
+pub fn fingerprint_of(cert: &Path) -> anyhow::Result<norn_ring::CertificateFingerprint> {
+    let pem =
+        std::fs::read_to_string(cert).with_context(|| format!("reading {}", cert.display()))?;
+    norn_trust::fingerprint_of_pem(&pem)
+        .with_context(|| format!("{} holds no PEM certificate", cert.display()))
 }

@@ -11,6 +11,7 @@ use norn_net::tls::TlsMaterial;
 use norn_net::{Endpoint, EndpointLimits, NetError, TlsFiles};
 use norn_proto::{ErrorCode, GetReply, PutReply, QuorumOptions, Request, Response, WriteReceipt};
 use norn_ring::{NodeId, Ring};
+use norn_trust::RingAuthority;
 use serde::Deserialize;
 
 use crate::balancer::{Balancer, Policy};
@@ -122,6 +123,9 @@ pub enum ClientError {
     },
     #[error("unexpected response: {0}")]
     Unexpected(String),
+    /// The ring could not be signed (the admin certificate or key).
+    #[error(transparent)]
+    Trust(#[from] norn_trust::TrustError),
 }
 
 #[derive(Debug, Default)]
@@ -159,18 +163,20 @@ impl Client {
             seeds.push(Endpoint::resolve(seed).await?);
         }
         let routing = Arc::new(RwLock::new(Routing::default()));
-        refresh(&endpoint, &routing, &seeds, options.timeout).await?;
+        let refresher = Refresher {
+            endpoint: endpoint.clone(),
+            routing: routing.clone(),
+            seeds: seeds.clone(),
+            timeout: options.timeout,
+            authority: RingAuthority::new(material.ca_der().to_vec())?,
+        };
+        refresher.refresh().await?;
         let refresher = {
-            let (endpoint, routing, seeds, options) = (
-                endpoint.clone(),
-                routing.clone(),
-                seeds.clone(),
-                options.clone(),
-            );
+            let every = options.ring_refresh;
             tokio::spawn(async move {
                 loop {
-                    tokio::time::sleep(options.ring_refresh).await;
-                    if let Err(e) = refresh(&endpoint, &routing, &seeds, options.timeout).await {
+                    tokio::time::sleep(every).await;
+                    if let Err(e) = refresher.refresh().await {
                         tracing::warn!(error = %e, "ring refresh failed");
                     }
                 }
@@ -343,62 +349,72 @@ fn server_error(response: Response) -> ClientError {
     }
 }
 
-/// Learns the ring and the members' addresses from the first node that
-/// answers, trying the known members and then the seeds.
-async fn refresh(
-    endpoint: &Endpoint,
-    routing: &RwLock<Routing>,
-    seeds: &[SocketAddr],
+/// What keeps a client's routing current.
+struct Refresher {
+    endpoint: Arc<Endpoint>,
+    routing: Arc<RwLock<Routing>>,
+    seeds: Vec<SocketAddr>,
     timeout: Duration,
-) -> Result<(), ClientError> {
-    let known: Vec<SocketAddr> = routing
-        .read()
-        .unwrap_or_else(|p| p.into_inner())
-        .addresses
-        .values()
-        .copied()
-        .collect();
-    let mut failures = Vec::new();
-    for addr in known.into_iter().chain(seeds.iter().copied()) {
-        let members = match endpoint
-            .call_idempotent(addr, &Request::AdminMembers, timeout)
-            .await
-        {
-            Ok(Response::Members(members)) => members,
-            Ok(other) => {
-                failures.push(format!("{addr}: {other:?}"));
-                continue;
-            }
-            Err(e) => {
-                failures.push(e.to_string());
-                continue;
-            }
-        };
-        let ring = match endpoint
-            .call_idempotent(addr, &Request::AdminRing, timeout)
-            .await
-        {
-            Ok(Response::Ring(ring)) => ring,
-            _ => None,
-        };
-        let addresses = members
-            .iter()
-            .filter_map(|m| Some((m.member.id, m.member.address.parse().ok()?)))
+    /// Rings are taken only when an admin signed them; their revoked
+    /// certificates are then refused by this client too.
+    authority: RingAuthority,
+}
+
+impl Refresher {
+    /// Learns the ring and the members' addresses from the first node that
+    /// answers, trying the known members and then the seeds.
+    async fn refresh(&self) -> Result<(), ClientError> {
+        let (endpoint, routing, seeds, timeout) =
+            (&*self.endpoint, &*self.routing, &self.seeds, self.timeout);
+        let known: Vec<SocketAddr> = routing
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .addresses
+            .values()
+            .copied()
             .collect();
-        let mut routing = routing.write().unwrap_or_else(|p| p.into_inner());
-        routing.addresses = addresses;
-        if let Some(ring) = ring {
-            if routing
-                .ring
-                .as_ref()
-                .is_none_or(|current| ring.supersedes(current))
+        let mut failures = Vec::new();
+        for addr in known.into_iter().chain(seeds.iter().copied()) {
+            let members = match endpoint
+                .call_idempotent(addr, &Request::AdminMembers, timeout)
+                .await
             {
-                routing.ring = Some(Arc::new(ring));
+                Ok(Response::Members(members)) => members,
+                Ok(other) => {
+                    failures.push(format!("{addr}: {other:?}"));
+                    continue;
+                }
+                Err(e) => {
+                    failures.push(e.to_string());
+                    continue;
+                }
+            };
+            let ring = match endpoint
+                .call_idempotent(addr, &Request::AdminRing, timeout)
+                .await
+            {
+                Ok(Response::Ring(ring)) => ring,
+                _ => None,
+            };
+            let addresses = members
+                .iter()
+                .filter_map(|m| Some((m.member.id, m.member.address.parse().ok()?)))
+                .collect();
+            let mut routing = routing.write().unwrap_or_else(|p| p.into_inner());
+            routing.addresses = addresses;
+            if let Some(ring) = ring {
+                let current = routing.ring.as_ref();
+                let revoked = current.map(|r| r.revoked().clone()).unwrap_or_default();
+                let newer = current.is_none_or(|current| ring.supersedes(current));
+                if newer && self.authority.check(&ring, &revoked).is_ok() {
+                    endpoint.refuse(ring.revoked());
+                    routing.ring = Some(Arc::from(ring));
+                }
             }
+            return Ok(());
         }
-        return Ok(());
+        Err(ClientError::NoNode {
+            failures: failures.join("; "),
+        })
     }
-    Err(ClientError::NoNode {
-        failures: failures.join("; "),
-    })
 }

@@ -20,4 +20,4 @@ pub use balancer::{Balancer, Policy};
 pub use client::{Client, ClientError, ClientOptions};
 pub use norn_clock::{Context, Sibling};
 pub use norn_proto::{GetReply, PutReply, QuorumOptions, WriteReceipt};
-pub use session::{NodeSession, DEFAULT_CONFIG};
+pub use session::{ring_signer, NodeSession, DEFAULT_CONFIG};

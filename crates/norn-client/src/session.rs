@@ -4,9 +4,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use norn_net::tls::TlsMaterial;
+use norn_net::tls::{TlsFiles, TlsMaterial};
 use norn_net::{Endpoint, EndpointLimits};
 use norn_proto::{Request, Response};
+use norn_ring::CertificateFingerprint;
+use norn_trust::RingSigner;
 
 use crate::client::{ClientError, ClientOptions};
 
@@ -37,6 +39,19 @@ impl ClientOptions {
         }
         Ok(options)
     }
+}
+
+/// The signer of rings for the admin certificate and key in `tls`;
+/// refuses a key that others can read.
+pub fn ring_signer(tls: &TlsFiles) -> Result<RingSigner, ClientError> {
+    norn_net::tls::check_private_key_mode(&tls.key)?;
+    let read = |path: &Path| {
+        std::fs::read_to_string(path).map_err(|e| ClientError::Config {
+            path: path.display().to_string(),
+            reason: e.to_string(),
+        })
+    };
+    Ok(RingSigner::from_pem(&read(&tls.cert)?, &read(&tls.key)?)?)
 }
 
 /// A connection to one node (the first of the configured nodes that
@@ -114,6 +129,33 @@ impl NodeSession {
             })?;
         self.first_answering(std::slice::from_ref(&member.address))
             .await
+    }
+
+    /// Commits the next ring on the session's node: asks it for the ring
+    /// its staged changes make (with `revoke` added to the revoked
+    /// certificates), signs that ring with the session's certificate (an
+    /// admin's), and hands it back to be adopted. Returns its version.
+    pub async fn commit(&self, revoke: Vec<CertificateFingerprint>) -> Result<u64, ClientError> {
+        let signer = ring_signer(&self.options.tls)?;
+        let ring = match self.call(Request::AdminPropose { revoke }).await? {
+            Response::Proposed(ring) => ring,
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        };
+        let ring = signer.sign_now(&ring)?;
+        match self.call(Request::AdminCommit { ring }).await? {
+            Response::Committed { version } => Ok(version),
+            other => Err(ClientError::Unexpected(format!("{other:?}"))),
+        }
+    }
+
+    /// When the certificate of the node at `address` stops being valid, as
+    /// that node presents it now.
+    pub async fn certificate_expiry(
+        &self,
+        address: &str,
+    ) -> Result<std::time::SystemTime, ClientError> {
+        let addr = Endpoint::resolve(address).await?;
+        Ok(self.endpoint.certificate_expiry(addr).await?)
     }
 
     /// The node this session talks to.

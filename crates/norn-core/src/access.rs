@@ -107,7 +107,8 @@ pub fn allowed(request: &Request) -> Roles {
         Request::AdminJoin { .. }
         | Request::AdminStage { .. }
         | Request::AdminPlan
-        | Request::AdminCommit
+        | Request::AdminPropose { .. }
+        | Request::AdminCommit { .. }
         | Request::AdminRepair { .. }
         | Request::AdminRepairProgress
         | Request::AdminRepairStatus
@@ -138,7 +139,8 @@ pub fn kind(request: &Request) -> &'static str {
         Request::AdminJoin { .. } => "admin_join",
         Request::AdminStage { .. } => "admin_stage",
         Request::AdminPlan => "admin_plan",
-        Request::AdminCommit => "admin_commit",
+        Request::AdminPropose { .. } => "admin_propose",
+        Request::AdminCommit { .. } => "admin_commit",
         Request::AdminRepair { .. } => "admin_repair",
         Request::AdminRepairProgress => "admin_repair_progress",
         Request::AdminRepairStatus => "admin_repair_status",
@@ -183,7 +185,7 @@ mod tests {
         let open: Vec<_> = [
             Request::Ping,
             Request::AdminMembers,
-            Request::AdminCommit,
+            Request::AdminPropose { revoke: Vec::new() },
             Request::ReplicaGetMany { keys: Vec::new() },
             Request::Get {
                 bucket: b"b".to_vec(),
@@ -202,7 +204,7 @@ mod tests {
     #[test]
     fn a_data_client_gets_no_admin_operation() {
         for request in [
-            Request::AdminCommit,
+            Request::AdminPropose { revoke: Vec::new() },
             Request::AdminPlan,
             Request::AdminRepair { partition: None },
             Request::AdminHints,

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 
 use norn_membership::{ChangeKind, Member, Membership};
 use norn_proto::{ErrorCode, MemberInfo, PartitionVerified, PlanView, Response};
-use norn_ring::{NodeId, Partition};
+use norn_ring::{CertificateFingerprint, NodeId, Partition, Ring, REVOKED_MAX};
+use norn_trust::RingAuthority;
 
 use crate::node::{error, NodeState};
 use crate::plan;
@@ -95,31 +96,63 @@ pub(crate) fn plan(node: &NodeState) -> PlanView {
     )
 }
 
-/// Commits the staged changes as the next ring; returns the membership's
-/// effects (the adopted ring among them) for the core to carry out.
-pub(crate) fn commit(node: &mut NodeState) -> Result<Vec<norn_membership::Effect>, Response> {
-    // Rings spread only from members of the ring they replace (see
-    // `crate::access`), so only a member may commit the next one.
-    if let Some(ring) = node.membership.ring() {
-        if !ring.members().contains_key(&node.id) {
+/// The next ring for the admin to sign: the staged changes applied and
+/// `revoke` added to the revoked certificates, under the next version.
+pub(crate) fn propose(node: &NodeState, revoke: Vec<CertificateFingerprint>) -> Response {
+    if revoke.len() > REVOKED_MAX {
+        return error(
+            ErrorCode::BadRequest,
+            format!("a ring revokes at most {REVOKED_MAX} certificates"),
+        );
+    }
+    let current = node.membership.ring();
+    let staged = node.membership.staged();
+    let pending = staged
+        .iter()
+        .any(|c| current.is_none_or(|ring| !c.is_reflected_in(ring)));
+    let next = match current {
+        Some(ring) if !pending && !revoke.is_empty() => match ring.version().checked_add(1) {
+            Some(version) => ring.with_version(version),
+            None => return error(ErrorCode::Conflict, "the ring's version is the last one"),
+        },
+        _ => {
+            let members = known_members(&node.membership);
+            let bits = node.config.ring.partition_bits;
+            match plan::propose(current, &staged, &members, bits) {
+                Ok(ring) => ring,
+                Err(refused) => return error(ErrorCode::Conflict, refused.to_string()),
+            }
+        }
+    };
+    match next.with_revoked(revoke) {
+        Ok(ring) => Response::Proposed(Box::new(ring)),
+        Err(refused) => error(ErrorCode::BadRequest, refused.to_string()),
+    }
+}
+
+/// Adopts `ring`, which an admin signed, as this node's next ring; returns
+/// the membership's effects (the adopted ring among them) for the core to
+/// carry out.
+pub(crate) fn commit(
+    node: &mut NodeState,
+    authority: &RingAuthority,
+    ring: Ring,
+) -> Result<Vec<norn_membership::Effect>, Response> {
+    let admin = authority
+        .check(&ring, node.revoked())
+        .map_err(|refused| error(ErrorCode::Forbidden, refused.to_string()))?;
+    if let Some(current) = node.membership.ring() {
+        if !ring.supersedes(current) {
             let refusal = format!(
-                "this node is not in ring {}: commit on one of its members",
-                ring.version()
+                "ring {} does not supersede this node's ring {}: propose again",
+                ring.version(),
+                current.version()
             );
             return Err(error(ErrorCode::Conflict, refusal));
         }
     }
-    let members = known_members(&node.membership);
-    let proposed = plan::propose(
-        node.membership.ring(),
-        &node.membership.staged(),
-        &members,
-        node.config.ring.partition_bits,
-    );
-    match proposed {
-        Ok(ring) => Ok(node.membership.commit_ring(ring)),
-        Err(refused) => Err(error(ErrorCode::Conflict, refused.to_string())),
-    }
+    tracing::info!(version = ring.version(), admin = %admin, "ring committed");
+    Ok(node.membership.commit_ring(ring))
 }
 
 /// Starts a repair of `partition` (or of every partition this node

@@ -15,6 +15,7 @@ use norn_membership::{
 use norn_proto::{codec, ErrorCode, MemberInfo, Request, Response};
 use norn_ring::{NodeId, Ring};
 use norn_storage::{Durability, Storage};
+use norn_trust::{RingAuthority, TrustError};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -57,14 +58,19 @@ pub struct Core {
     handoff: Handoff,
     verifier: Verifier,
     transfers: Transfers,
+    /// Judges whether an admin signed a ring this node is asked to adopt.
+    authority: RingAuthority,
 }
 
 impl Core {
     /// A node over `storage`, holding the ring stored there if any, with
-    /// `seeds` to gossip with. `seed` drives every random choice (the
-    /// lifetime id of this run among them). Sets its first timers.
+    /// `seeds` to gossip with, adopting only rings an admin of `authority`
+    /// signed. `seed` drives every random choice (the lifetime id of this
+    /// run among them). Sets its first timers.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: CoreConfig,
+        authority: RingAuthority,
         me: NodeIdentity,
         seeds: Vec<String>,
         storage: Arc<dyn Storage>,
@@ -95,6 +101,7 @@ impl Core {
         membership.add_seeds(seeds);
         tracing::info!(lifetime = %format_args!("{:016x}", lifetime.id()), "dots of this run belong to a fresh lifetime");
         let mut core = Core {
+            authority,
             refusals_logged: HashSet::new(),
             verifier: Verifier::new(config.anti_entropy.max_bytes_per_sec),
             transfers: Transfers::new(config.transfers.max_bytes_per_sec),
@@ -115,6 +122,10 @@ impl Core {
             },
         };
         core.arm_timers();
+        if !core.node.revoked().is_empty() {
+            let revoked = core.node.revoked().clone();
+            core.node.out.refuse(revoked);
+        }
         Ok(core)
     }
 
@@ -234,6 +245,21 @@ impl Core {
         )
     }
 
+    /// The refusal of a pushed ring no admin signed: counted, and logged
+    /// once per caller.
+    fn refuse_ring(&mut self, caller: &Caller, ring: &Ring, refused: &TrustError) -> Response {
+        self.node.metrics.count(Counter::RequestsRefused, 1);
+        if self.refusals_logged.len() < MAX_REFUSALS_LOGGED
+            && self.refusals_logged.insert((caller.clone(), "ring_push"))
+        {
+            tracing::warn!(peer = %caller, version = ring.version(), %refused, "refused a ring no admin signed");
+        }
+        error(
+            ErrorCode::Forbidden,
+            format!("ring {} refused: {refused}", ring.version()),
+        )
+    }
+
     /// Requests answered at once.
     fn answer(&mut self, caller: &Caller, request: Request) -> Response {
         let node = &mut self.node;
@@ -243,11 +269,12 @@ impl Core {
             Request::ReplicaGet { bucket, key } => replica_get(node, &bucket, &key),
             Request::AdminHints => admin::hints(node),
             Request::AdminMembers => Response::Members(admin::member_infos(node)),
-            Request::AdminRing => Response::Ring(node.membership.ring().cloned()),
+            Request::AdminRing => Response::Ring(node.membership.ring().cloned().map(Box::new)),
             Request::AdminJoin { seed } => admin::join(node, seed),
             Request::AdminStage { node: name, kind } => admin::stage(node, &name, kind),
             Request::AdminPlan => Response::Plan(admin::plan(node)),
-            Request::AdminCommit => self.commit(),
+            Request::AdminPropose { revoke } => admin::propose(node, revoke),
+            Request::AdminCommit { ring } => self.commit(ring),
             Request::AdminRepair { partition } => {
                 admin::repair(node, &mut self.verifier, partition)
             }
@@ -276,6 +303,11 @@ impl Core {
                 format!("{caller} may not speak for node {sender}"),
             );
         }
+        if let GossipMessage::RingPush { ring, .. } = &message {
+            if let Err(refused) = self.authority.check(ring, self.node.revoked()) {
+                return self.refuse_ring(caller, ring, &refused);
+            }
+        }
         let role = self.node.role_of(caller);
         // A node that holds no ring yet cannot tell members from others:
         // it hears everyone until its first ring (which it takes from
@@ -293,9 +325,9 @@ impl Core {
         Response::Ack
     }
 
-    /// Commits the staged changes as the next ring.
-    fn commit(&mut self) -> Response {
-        let effects = match admin::commit(&mut self.node) {
+    /// Adopts the admin-signed `ring` as the next ring.
+    fn commit(&mut self, ring: Ring) -> Response {
+        let effects = match admin::commit(&mut self.node, &self.authority, ring) {
             Ok(effects) => effects,
             Err(refusal) => return refusal,
         };

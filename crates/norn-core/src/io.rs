@@ -4,8 +4,10 @@
 //! (nornd over QUIC and HTTP, the simulator over its virtual network)
 //! carries out every [`Effect`] and feeds back what became of it.
 
+use std::collections::BTreeSet;
+
 use norn_proto::{ClientRole, Request, Response};
-use norn_ring::NodeId;
+use norn_ring::{CertificateFingerprint, NodeId};
 
 /// Who sent a request, as the transport authenticated it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -101,4 +103,10 @@ pub enum Effect {
     Sync { token: SyncToken },
     /// Call [`crate::Core::on_timer`] with `timer` at `at_ms`.
     SetTimer { at_ms: u64, timer: Timer },
+    /// From now on refuse every connection whose peer presents one of
+    /// `certificates` (the whole set the ring revokes, replacing the last),
+    /// and close those open.
+    Refuse {
+        certificates: BTreeSet<CertificateFingerprint>,
+    },
 }

@@ -3,12 +3,13 @@
 //! the outbox, the metrics. Each part (coordinator, handoff, verification,
 //! transfers) keeps its own state and is handed this one.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use norn_clock::Lifetime;
 use norn_membership::Membership;
 use norn_proto::{ErrorCode, ErrorReply, Request, Response};
-use norn_ring::{NodeId, Partition, Ring};
+use norn_ring::{CertificateFingerprint, NodeId, Partition, Ring};
 use norn_storage::Storage;
 
 use crate::config::CoreConfig;
@@ -138,6 +139,12 @@ impl NodeState {
         self.now.saturating_sub(self.started_ms)
     }
 
+    /// The certificates this node's ring revokes.
+    pub(crate) fn revoked(&self) -> &BTreeSet<CertificateFingerprint> {
+        static NONE: BTreeSet<CertificateFingerprint> = BTreeSet::new();
+        self.ring.as_deref().map_or(&NONE, Ring::revoked)
+    }
+
     /// Adopts `ring`: keeps it and persists it (fsynced) in `meta`.
     pub(crate) fn adopt_ring(&mut self, ring: Ring) {
         let stored = norn_proto::codec::encode(&ring)
@@ -156,6 +163,9 @@ impl NodeState {
             Err(e) => {
                 tracing::error!(version = ring.version(), error = %e, "ring adopted but not persisted")
             }
+        }
+        if ring.revoked() != self.revoked() {
+            self.out.refuse(ring.revoked().clone());
         }
         self.ring = Some(Arc::new(ring));
     }

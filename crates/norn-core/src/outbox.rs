@@ -3,9 +3,10 @@
 //! which part of the core an outgoing request belongs to, and what waits
 //! for each storage sync.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use norn_proto::{Request, Response};
+use norn_ring::CertificateFingerprint;
 
 use crate::io::{CallId, Destination, Effect, SyncToken, Timer, Token};
 
@@ -76,6 +77,11 @@ impl Outbox {
 
     pub(crate) fn timer(&mut self, at_ms: u64, timer: Timer) {
         self.effects.push(Effect::SetTimer { at_ms, timer });
+    }
+
+    /// Asks the driver to refuse `certificates` from now on.
+    pub(crate) fn refuse(&mut self, certificates: BTreeSet<CertificateFingerprint>) {
+        self.effects.push(Effect::Refuse { certificates });
     }
 
     /// Where the answer of `token` goes (once).

@@ -351,11 +351,11 @@ impl Membership {
                     effects.push(Effect::Send { address, message });
                 }
             }
-            // Any node may pass a ring on: until rings carry the committing
-            // admin's signature, refusing the relays of unadmitted nodes
-            // protects nothing (a forged ring can name anyone) and loses
-            // the only copy of a committed ring when its committer was
-            // restored from an older backup (norn-sim seed 5532).
+            // Any node may pass a ring on (its admin signature is checked
+            // before this, by the core): refusing the relays of unadmitted
+            // nodes would lose the only copy of a committed ring when its
+            // committer was restored from an older backup (norn-sim seed
+            // 5532).
             GossipMessage::RingPush { ring, .. } => self.adopt_ring(ring, &mut effects),
         }
         effects

@@ -25,7 +25,6 @@ use crate::tls::{ClientRole, PeerIdentity};
 /// The server name every node certificate holds and every connection asks for.
 pub const NODE_SERVER_NAME: &str = "node.norn";
 const NODE_URI_PREFIX: &str = "urn:norn:node:";
-const CLIENT_URI_PREFIX: &str = "urn:norn:client:";
 
 /// Days a node or client certificate is valid unless asked otherwise.
 pub const LEAF_VALIDITY_DAYS: u32 = 365;
@@ -78,7 +77,7 @@ pub fn node_uri(id: NodeId) -> String {
 
 /// The URI SAN naming client `name` in `role`.
 pub fn client_uri(name: &str, role: ClientRole) -> String {
-    format!("{CLIENT_URI_PREFIX}{role}:{name}")
+    format!("{}{role}:{name}", norn_proto::role::CLIENT_URI_PREFIX)
 }
 
 /// Parses a URI SAN back into what it names.
@@ -88,10 +87,10 @@ pub fn parse_identity_uri(uri: &str) -> Option<PeerIdentity> {
             .ok()
             .map(|id| PeerIdentity::Node(NodeId(id)));
     }
-    let (role, name) = uri.strip_prefix(CLIENT_URI_PREFIX)?.split_once(':')?;
+    let (role, name) = norn_proto::role::client_from_uri(uri)?;
     Some(PeerIdentity::Client {
         name: name.to_string(),
-        role: role.parse().ok()?,
+        role,
     })
 }
 

@@ -1,12 +1,12 @@
 //! One QUIC endpoint per node (or per client), and its connection pool.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use norn_proto::{Request, Response};
-use norn_ring::NodeId;
+use norn_ring::{CertificateFingerprint, NodeId};
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use tokio::sync::Mutex;
 
@@ -14,7 +14,7 @@ use crate::certs::NODE_SERVER_NAME;
 use crate::error::NetError;
 pub use crate::rpc::Handler;
 use crate::rpc::{serve_connection, RpcConnection};
-use crate::tls::{peer_identity, PeerIdentity, TlsMaterial};
+use crate::tls::{peer_certificate, PeerIdentity, Revoked, TlsMaterial};
 
 /// Bounds of an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,16 +56,27 @@ impl Default for EndpointLimits {
     }
 }
 
+/// How long connections made before a certificate reload may finish what
+/// they carry before they are closed (their peers then redial).
+const RELOAD_GRACE: Duration = Duration::from_secs(5);
+
 /// A QUIC endpoint with mutual TLS, able to accept and to connect.
 #[derive(Debug)]
 pub struct Endpoint {
     endpoint: quinn::Endpoint,
-    client_config: quinn::ClientConfig,
+    /// Replaced when the certificates are reloaded.
+    client_config: RwLock<quinn::ClientConfig>,
+    accepts: bool,
     limits: EndpointLimits,
     identity: Option<PeerIdentity>,
     /// One slot per remote address; a slot's lock is held while dialing, so
     /// a slow or dead peer delays only its own callers.
     pool: std::sync::Mutex<HashMap<SocketAddr, PoolSlot>>,
+    /// Certificates refused at the handshake (see [`Endpoint::refuse`]).
+    revoked: Revoked,
+    /// Connections being served, by QUIC stable id, with the fingerprint
+    /// of the peer's certificate: closed when it is revoked.
+    served: Arc<std::sync::Mutex<HashMap<usize, (quinn::Connection, CertificateFingerprint)>>>,
 }
 
 /// The pooled connection to one address, if any; locked while dialing.
@@ -82,6 +93,44 @@ fn transport(limits: &EndpointLimits) -> Result<Arc<quinn::TransportConfig>, Net
     transport.max_concurrent_bidi_streams(1024u32.into());
     transport.max_concurrent_uni_streams(0u32.into());
     Ok(Arc::new(transport))
+}
+
+fn is_revoked(connection: &quinn::Connection, revoked: &Revoked) -> bool {
+    peer_certificate(connection)
+        .is_ok_and(|(_, certificate)| revoked.covers_fingerprint(&certificate))
+}
+
+fn close_revoked(connection: &quinn::Connection) {
+    tracing::warn!(peer = %connection.remote_address(), "closing the connection of a revoked certificate");
+    connection.close(3u32.into(), b"certificate revoked");
+}
+
+fn server_config(
+    tls: &TlsMaterial,
+    revoked: &Revoked,
+    limits: &EndpointLimits,
+) -> Result<quinn::ServerConfig, NetError> {
+    let crypto =
+        QuicServerConfig::try_from(tls.server_crypto(revoked)?).map_err(|e| NetError::Tls {
+            reason: e.to_string(),
+        })?;
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(transport(limits)?);
+    Ok(server)
+}
+
+fn client_config(
+    tls: &TlsMaterial,
+    revoked: &Revoked,
+    limits: &EndpointLimits,
+) -> Result<quinn::ClientConfig, NetError> {
+    let crypto =
+        QuicClientConfig::try_from(tls.client_crypto(revoked)?).map_err(|e| NetError::Tls {
+            reason: e.to_string(),
+        })?;
+    let mut client = quinn::ClientConfig::new(Arc::new(crypto));
+    client.transport_config(transport(limits)?);
+    Ok(client)
 }
 
 fn udp_socket(addr: SocketAddr, buffer_bytes: usize) -> Result<std::net::UdpSocket, NetError> {
@@ -128,18 +177,15 @@ impl Endpoint {
         tls: &TlsMaterial,
         limits: EndpointLimits,
     ) -> Result<Endpoint, NetError> {
-        let server_crypto =
-            QuicServerConfig::try_from(tls.server_crypto()?).map_err(|e| NetError::Tls {
-                reason: e.to_string(),
-            })?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
-        server.transport_config(transport(&limits)?);
-        Endpoint::new(addr, Some(server), tls, limits)
+        let revoked = Revoked::default();
+        let server = server_config(tls, &revoked, &limits)?;
+        Endpoint::new(addr, Some(server), tls, limits, revoked)
     }
 
     /// An endpoint that only connects out (a client).
     pub fn client(tls: &TlsMaterial, limits: EndpointLimits) -> Result<Endpoint, NetError> {
-        Endpoint::new(SocketAddr::from(([0, 0, 0, 0], 0)), None, tls, limits)
+        let any = SocketAddr::from(([0, 0, 0, 0], 0));
+        Endpoint::new(any, None, tls, limits, Revoked::default())
     }
 
     fn new(
@@ -147,7 +193,9 @@ impl Endpoint {
         server: Option<quinn::ServerConfig>,
         tls: &TlsMaterial,
         limits: EndpointLimits,
+        revoked: Revoked,
     ) -> Result<Endpoint, NetError> {
+        let accepts = server.is_some();
         let socket = udp_socket(addr, limits.udp_buffer_bytes)?;
         let runtime = Arc::new(quinn::TokioRuntime);
         let endpoint_config = match tls.reset_secret() {
@@ -166,19 +214,102 @@ impl Endpoint {
                     reason: e.to_string(),
                 }
             })?;
-        let client_crypto =
-            QuicClientConfig::try_from(tls.client_crypto()?).map_err(|e| NetError::Tls {
-                reason: e.to_string(),
-            })?;
-        let mut client_config = quinn::ClientConfig::new(Arc::new(client_crypto));
-        client_config.transport_config(transport(&limits)?);
+        let client_config = client_config(tls, &revoked, &limits)?;
         Ok(Endpoint {
             endpoint,
-            client_config,
+            client_config: RwLock::new(client_config),
+            accepts,
             limits,
             identity: tls.own_identity().ok(),
             pool: Default::default(),
+            revoked,
+            served: Default::default(),
         })
+    }
+
+    /// From now on refuses peers presenting one of `certificates` (the
+    /// whole revoked set, replacing the last) at the handshake, and closes
+    /// the open connections of any that do. Call within a tokio runtime.
+    pub fn refuse(&self, certificates: &BTreeSet<CertificateFingerprint>) {
+        self.revoked.replace(certificates);
+        let served = self.served.lock().unwrap_or_else(|p| p.into_inner());
+        for (connection, certificate) in served.values() {
+            if certificates.contains(certificate) {
+                close_revoked(connection);
+            }
+        }
+        for slot in self.slots() {
+            let revoked = self.revoked.clone();
+            let close_if_revoked = move |pooled: &Option<Arc<RpcConnection>>| {
+                let quic = pooled.as_ref().map(|c| c.quic());
+                if let Some(quic) = quic.filter(|q| is_revoked(q, &revoked)) {
+                    close_revoked(quic);
+                }
+            };
+            if let Ok(pooled) = slot.try_lock() {
+                close_if_revoked(&pooled);
+                continue;
+            }
+            // Dialing (or being replaced): look once it is done.
+            tokio::spawn(async move { close_if_revoked(&*slot.lock().await) });
+        }
+    }
+
+    /// Takes new certificates (a rotation): new connections, both ways,
+    /// present and check them at once; connections made before are closed
+    /// after a short grace, so that their peers redial and handshake again.
+    /// Refused when the new certificate names another identity.
+    pub async fn reload(&self, tls: &TlsMaterial) -> Result<(), NetError> {
+        let identity = tls.own_identity().ok();
+        if identity != self.identity {
+            return Err(NetError::Tls {
+                reason: format!(
+                    "the new certificate names {}, not {}",
+                    identity.map_or("no one".into(), |i| i.to_string()),
+                    self.identity
+                        .as_ref()
+                        .map_or("no one".into(), ToString::to_string)
+                ),
+            });
+        }
+        if self.accepts {
+            let server = server_config(tls, &self.revoked, &self.limits)?;
+            self.endpoint.set_server_config(Some(server));
+        }
+        let client = client_config(tls, &self.revoked, &self.limits)?;
+        *self
+            .client_config
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = client;
+        let mut old: Vec<quinn::Connection> = Vec::new();
+        for slot in self.slots() {
+            if let Some(connection) = slot.lock().await.take() {
+                old.push(connection.quic().clone());
+            }
+        }
+        old.extend(
+            self.served
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .map(|(connection, _)| connection.clone()),
+        );
+        tracing::info!(
+            connections = old.len(),
+            "certificates reloaded; older connections close in {RELOAD_GRACE:?}"
+        );
+        tokio::spawn(async move {
+            tokio::time::sleep(RELOAD_GRACE).await;
+            for connection in old {
+                connection.close(0u32.into(), b"certificate reloaded");
+            }
+        });
+        Ok(())
+    }
+
+    fn slots(&self) -> Vec<PoolSlot> {
+        let pool = self.pool.lock().unwrap_or_else(|p| p.into_inner());
+        pool.values().cloned().collect()
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr, NetError> {
@@ -200,6 +331,7 @@ impl Endpoint {
     pub async fn serve(&self, handler: Handler) {
         while let Some(incoming) = self.endpoint.accept().await {
             let (handler, limits) = (handler.clone(), self.limits);
+            let served = self.served.clone();
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
                 let connection = match incoming.await {
@@ -209,7 +341,7 @@ impl Endpoint {
                         return;
                     }
                 };
-                let peer = match peer_identity(&connection) {
+                let (peer, certificate) = match peer_certificate(&connection) {
                     Ok(peer) => peer,
                     Err(e) => {
                         tracing::warn!(peer = %remote, error = %e, "refused connection");
@@ -218,7 +350,13 @@ impl Endpoint {
                     }
                 };
                 tracing::debug!(peer = %remote, identity = %peer, "accepted connection");
+                let id = connection.stable_id();
+                served
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(id, (connection.clone(), certificate));
                 serve_connection(connection, peer, handler, &limits).await;
+                served.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             });
         }
     }
@@ -245,16 +383,29 @@ impl Endpoint {
             addr,
             reason: e.to_string(),
         };
+        let config = self
+            .client_config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let connecting = self
             .endpoint
-            .connect_with(self.client_config.clone(), addr, NODE_SERVER_NAME)
+            .connect_with(config, addr, NODE_SERVER_NAME)
             .map_err(|e| connect_error(&e))?;
         let timeout = Duration::from_millis(self.limits.connect_timeout_ms);
         let connection = tokio::time::timeout(timeout, connecting)
             .await
             .map_err(|_| connect_error(&"timed out"))?
             .map_err(|e| connect_error(&e))?;
-        let peer = peer_identity(&connection)?;
+        let (peer, certificate) = peer_certificate(&connection)?;
+        // Revoked while this handshake ran.
+        if self.revoked.covers_fingerprint(&certificate) {
+            close_revoked(&connection);
+            return Err(NetError::PeerIdentity {
+                addr,
+                reason: format!("{peer} presents a revoked certificate"),
+            });
+        }
         if !matches!(peer, PeerIdentity::Node(_)) {
             connection.close(1u32.into(), b"not a node");
             return Err(NetError::PeerIdentity {
@@ -336,6 +487,16 @@ impl Endpoint {
         if slot.as_ref().is_some_and(|c| Arc::ptr_eq(c, connection)) {
             *slot = None;
         }
+    }
+
+    /// When the certificate of the node at `addr` (as it presents it now)
+    /// stops being valid.
+    pub async fn certificate_expiry(
+        &self,
+        addr: SocketAddr,
+    ) -> Result<std::time::SystemTime, NetError> {
+        let connection = self.connection(addr).await?;
+        crate::tls::peer_not_after(connection.quic())
     }
 
     /// Resolves `host:port`.

@@ -132,6 +132,11 @@ impl RpcConnection {
         self.connection.close_reason().is_some()
     }
 
+    /// The QUIC connection underneath.
+    pub(crate) fn quic(&self) -> &quinn::Connection {
+        &self.connection
+    }
+
     /// Sends `request` and waits up to `timeout` for its response.
     pub async fn call(&self, request: &Request, timeout: Duration) -> Result<Response, NetError> {
         let addr = self.remote_address();

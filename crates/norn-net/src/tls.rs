@@ -1,13 +1,17 @@
 //! TLS material and identities: mutual TLS 1.3 against the cluster CA.
 
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use norn_ring::NodeId;
+use norn_ring::{CertificateFingerprint, NodeId};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::WebPkiClientVerifier;
-use rustls::RootCertStore;
+use rustls::{DigitallySignedStruct, DistinguishedName, RootCertStore, SignatureScheme};
 
 pub use norn_proto::ClientRole;
 
@@ -38,6 +42,127 @@ impl std::fmt::Display for PeerIdentity {
             PeerIdentity::Node(id) => write!(f, "node {id}"),
             PeerIdentity::Client { name, role } => write!(f, "{role} client {name}"),
         }
+    }
+}
+
+/// Certificates refused at every handshake, by fingerprint: shared by an
+/// endpoint's verifiers, replaced whole when the ring's list changes.
+#[derive(Debug, Clone, Default)]
+pub struct Revoked(Arc<RwLock<HashSet<CertificateFingerprint>>>);
+
+impl Revoked {
+    /// Whether the certificate `der` is revoked.
+    pub fn covers(&self, der: &[u8]) -> bool {
+        self.covers_fingerprint(&norn_trust::fingerprint(der))
+    }
+
+    pub fn covers_fingerprint(&self, fingerprint: &CertificateFingerprint) -> bool {
+        let set = self.0.read().unwrap_or_else(|p| p.into_inner());
+        !set.is_empty() && set.contains(fingerprint)
+    }
+
+    /// Makes `certificates` the revoked set.
+    pub fn replace(&self, certificates: &BTreeSet<CertificateFingerprint>) {
+        let mut set = self.0.write().unwrap_or_else(|p| p.into_inner());
+        *set = certificates.iter().copied().collect();
+    }
+}
+
+fn revoked_error() -> rustls::Error {
+    rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)
+}
+
+/// The CA's client verification, refusing revoked certificates first.
+#[derive(Debug)]
+struct ClientVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    revoked: Revoked,
+}
+
+impl ClientCertVerifier for ClientVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        if self.revoked.covers(end_entity.as_ref()) {
+            return Err(revoked_error());
+        }
+        self.inner
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The CA's server verification, refusing revoked certificates first.
+#[derive(Debug)]
+struct ServerVerifier {
+    inner: Arc<WebPkiServerVerifier>,
+    revoked: Revoked,
+}
+
+impl ServerCertVerifier for ServerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.revoked.covers(end_entity.as_ref()) {
+            return Err(revoked_error());
+        }
+        self.inner
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 
@@ -131,14 +256,15 @@ impl TlsMaterial {
             .ok_or_else(|| tls_error("own certificate names no norn identity"))
     }
 
+    /// The CA certificate this material trusts (DER).
+    pub fn ca_der(&self) -> &[u8] {
+        self.ca.as_ref()
+    }
+
     /// When this material's own certificate stops being valid.
     pub fn own_not_after(&self) -> Result<std::time::SystemTime, NetError> {
         let (chain, _) = self.own()?;
-        let (_, cert) = x509_parser::parse_x509_certificate(chain[0].as_ref())
-            .map_err(|e| tls_error(format!("own certificate: {e}")))?;
-        let seconds = cert.validity().not_after.timestamp();
-        let since_epoch = std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
-        Ok(std::time::UNIX_EPOCH + since_epoch)
+        not_after(&chain[0]).map_err(|e| tls_error(format!("own certificate: {e}")))
     }
 
     fn roots(&self) -> Result<Arc<RootCertStore>, NetError> {
@@ -147,12 +273,17 @@ impl TlsMaterial {
         Ok(Arc::new(roots))
     }
 
-    /// TLS for accepting: a client certificate chaining to the CA is required.
-    pub fn server_crypto(&self) -> Result<rustls::ServerConfig, NetError> {
+    /// TLS for accepting: a client certificate chaining to the CA, and not
+    /// `revoked`, is required.
+    pub fn server_crypto(&self, revoked: &Revoked) -> Result<rustls::ServerConfig, NetError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone())
+        let inner = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider.clone())
             .build()
             .map_err(tls_error)?;
+        let verifier = Arc::new(ClientVerifier {
+            inner,
+            revoked: revoked.clone(),
+        });
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(tls_error)?
@@ -160,17 +291,30 @@ impl TlsMaterial {
             .with_single_cert(self.own()?.0.clone(), self.own()?.1.clone_key())
             .map_err(tls_error)?;
         config.alpn_protocols = vec![ALPN.to_vec()];
+        // Every handshake checks the peer's certificate (a resumed session
+        // would skip it, and with it the revoked list).
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
         Ok(config)
     }
 
-    /// TLS for connecting: the server must chain to the CA and present the
-    /// node server name; this side presents its own certificate.
-    pub fn client_crypto(&self) -> Result<rustls::ClientConfig, NetError> {
+    /// TLS for connecting: the server must chain to the CA, present the
+    /// node server name and not be `revoked`; this side presents its own
+    /// certificate.
+    pub fn client_crypto(&self, revoked: &Revoked) -> Result<rustls::ClientConfig, NetError> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let inner = WebPkiServerVerifier::builder_with_provider(self.roots()?, provider.clone())
+            .build()
+            .map_err(tls_error)?;
+        let verifier = Arc::new(ServerVerifier {
+            inner,
+            revoked: revoked.clone(),
+        });
         let builder = rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
             .map_err(tls_error)?
-            .with_root_certificates(self.roots()?);
+            .dangerous()
+            .with_custom_certificate_verifier(verifier);
         let mut config = match &self.own {
             Some((chain, key)) => builder
                 .with_client_auth_cert(chain.clone(), key.clone_key())
@@ -178,8 +322,35 @@ impl TlsMaterial {
             None => builder.with_no_client_auth(),
         };
         config.alpn_protocols = vec![ALPN.to_vec()];
+        config.resumption = rustls::client::Resumption::disabled();
         Ok(config)
     }
+}
+
+/// When a certificate stops being valid.
+fn not_after(der: &CertificateDer<'_>) -> Result<std::time::SystemTime, String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| e.to_string())?;
+    let seconds = cert.validity().not_after.timestamp();
+    let since_epoch = std::time::Duration::from_secs(u64::try_from(seconds).unwrap_or(0));
+    Ok(std::time::UNIX_EPOCH + since_epoch)
+}
+
+/// When the certificate the peer of an established connection presented
+/// stops being valid.
+pub fn peer_not_after(connection: &quinn::Connection) -> Result<std::time::SystemTime, NetError> {
+    let addr = connection.remote_address();
+    let certs = connection
+        .peer_identity()
+        .and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .ok_or_else(|| NetError::PeerIdentity {
+            addr,
+            reason: "no certificate".into(),
+        })?;
+    let leaf = certs.first().ok_or_else(|| NetError::PeerIdentity {
+        addr,
+        reason: "empty certificate chain".into(),
+    })?;
+    not_after(leaf).map_err(|reason| NetError::PeerIdentity { addr, reason })
 }
 
 /// The identity a certificate names in its URI SAN, if any.
@@ -194,6 +365,14 @@ pub fn identity_from_certificate(der: &CertificateDer<'_>) -> Option<PeerIdentit
 
 /// The verified identity of the peer of an established connection.
 pub fn peer_identity(connection: &quinn::Connection) -> Result<PeerIdentity, NetError> {
+    peer_certificate(connection).map(|(identity, _)| identity)
+}
+
+/// The verified identity of the peer of an established connection, and
+/// the fingerprint of the certificate that names it.
+pub fn peer_certificate(
+    connection: &quinn::Connection,
+) -> Result<(PeerIdentity, CertificateFingerprint), NetError> {
     let addr = connection.remote_address();
     let refused = |reason: &str| NetError::PeerIdentity {
         addr,
@@ -207,5 +386,7 @@ pub fn peer_identity(connection: &quinn::Connection) -> Result<PeerIdentity, Net
     let leaf = certs
         .first()
         .ok_or_else(|| refused("empty certificate chain"))?;
-    identity_from_certificate(leaf).ok_or_else(|| refused("certificate names no norn identity"))
+    let identity = identity_from_certificate(leaf)
+        .ok_or_else(|| refused("certificate names no norn identity"))?;
+    Ok((identity, norn_trust::fingerprint(leaf.as_ref())))
 }

@@ -56,7 +56,9 @@ async fn a_peer_that_stops_reading_its_responses_is_disconnected() {
     });
 
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(
-        client_tls.client_crypto().expect("client crypto"),
+        client_tls
+            .client_crypto(&Default::default())
+            .expect("client crypto"),
     )
     .expect("quic crypto");
     let mut raw = quinn::Endpoint::client("127.0.0.1:0".parse().expect("addr")).expect("endpoint");

@@ -296,6 +296,13 @@ impl Driver {
                     self.start_sync();
                 }
                 Effect::SetTimer { at_ms, timer } => self.timers.set(at_ms, timer),
+                Effect::Refuse { certificates } => {
+                    tracing::info!(
+                        certificates = certificates.len(),
+                        "refusing the certificates the ring revokes"
+                    );
+                    self.endpoint.refuse(&certificates);
+                }
             }
         }
     }

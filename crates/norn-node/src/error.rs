@@ -13,6 +13,8 @@ pub enum NodeError {
     Storage(#[from] norn_storage::StorageError),
     #[error(transparent)]
     Core(#[from] norn_core::CoreError),
+    #[error(transparent)]
+    Trust(#[from] norn_trust::TrustError),
     #[error("certificate names {found}, not a node: issue one with `norn certs node NAME`")]
     NotANodeCertificate { found: String },
     #[error("the node certificate {path} expired {days_ago} days ago: issue a new one (norn certs node)")]

@@ -17,6 +17,7 @@ mod driver;
 pub mod error;
 pub mod http;
 pub mod identity;
+pub mod limits;
 pub mod node;
 
 pub use config::NodeConfig;

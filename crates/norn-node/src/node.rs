@@ -12,6 +12,7 @@ use norn_net::{Endpoint, Handler, PeerIdentity};
 use norn_proto::MemberInfo;
 use norn_ring::{NodeId, Ring};
 use norn_storage::{RocksStorage, Storage, Store, StoreOptions};
+use norn_trust::RingAuthority;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
@@ -36,8 +37,8 @@ pub struct Node {
     unstarted: Mutex<Option<Driver>>,
     pub(crate) span: tracing::Span,
     pub(crate) http_counters: Arc<crate::http::HttpCounters>,
-    /// When the node's certificate stops being valid.
-    pub(crate) certificate_expires: SystemTime,
+    /// When the node's certificate stops being valid (replaced on reload).
+    pub(crate) certificate_expires: Mutex<SystemTime>,
 }
 
 fn io_error(path: impl std::fmt::Display, e: std::io::Error) -> NodeError {
@@ -91,6 +92,7 @@ impl Node {
     /// when the certificate expires within [`EXPIRY_WARNING_DAYS`]. The data
     /// directory is made (or narrowed to) mode 0700.
     pub async fn start(config: NodeConfig) -> Result<Arc<Node>, NodeError> {
+        crate::limits::raise_open_file_limit(config.http.max_connections);
         let tls = TlsMaterial::load(&config.tls_files())?;
         let certificate_expires = tls.own_not_after()?;
         check_expiry(&config.tls.cert.display().to_string(), certificate_expires)?;
@@ -133,10 +135,12 @@ impl Node {
             incarnation: identity.incarnation,
         };
         let storage: Arc<dyn Storage> = storage;
+        let authority = RingAuthority::new(tls.ca_der().to_vec())?;
         let core = span.in_scope(|| {
             tracing::info!(address = %advertised, incarnation = identity.incarnation, "node started");
             Core::new(
                 config.core(),
+                authority,
                 me,
                 config.node.seeds.clone(),
                 storage.clone(),
@@ -159,7 +163,7 @@ impl Node {
             unstarted: Mutex::new(Some(driver)),
             span,
             http_counters: Arc::default(),
-            certificate_expires,
+            certificate_expires: Mutex::new(certificate_expires),
         }))
     }
 
@@ -230,6 +234,23 @@ impl Node {
         ))
     }
 
+    /// Loads the node's certificate, key and CA again from their files (a
+    /// rotation; nornd does this on SIGHUP): new connections use them at
+    /// once, older ones are closed after a short grace. Refused, with the
+    /// old ones kept, when the new certificate is expired, names another
+    /// node or its key is readable by others.
+    pub async fn reload_certificates(&self) -> Result<(), NodeError> {
+        let tls = TlsMaterial::load(&self.config.tls_files())?;
+        let expires = tls.own_not_after()?;
+        check_expiry(&self.config.tls.cert.display().to_string(), expires)?;
+        self.endpoint.reload(&tls).await?;
+        *self
+            .certificate_expires
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = expires;
+        Ok(())
+    }
+
     /// The ring the core holds.
     pub(crate) async fn ring(&self) -> Option<Arc<Ring>> {
         self.driver.view(View::Ring).await.flatten()
@@ -242,7 +263,11 @@ impl Node {
     /// The core's metrics, the HTTP server's, and the certificate's expiry.
     pub(crate) async fn metrics(&self) -> String {
         let core = self.driver.view(View::Metrics).await.unwrap_or_default();
-        let left = match self.certificate_expires.duration_since(SystemTime::now()) {
+        let expires = *self
+            .certificate_expires
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let left = match expires.duration_since(SystemTime::now()) {
             Ok(left) => left.as_secs_f64(),
             Err(expired) => -expired.duration().as_secs_f64(),
         };

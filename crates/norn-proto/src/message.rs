@@ -5,7 +5,7 @@
 
 use norn_clock::{Context, Object, Sibling};
 use norn_membership::{ChangeKind, GossipMessage, Member, StagedChange};
-use norn_ring::{NodeId, Partition, Ring};
+use norn_ring::{CertificateFingerprint, NodeId, Partition, Ring};
 use serde::{Deserialize, Serialize};
 
 /// A request; its reply is a [`Response`] with the same request id.
@@ -46,8 +46,13 @@ pub enum Request {
     AdminStage { node: String, kind: ChangeKind },
     /// Admin: what committing the staged changes would do.
     AdminPlan,
-    /// Admin: commit the staged changes as the next ring.
-    AdminCommit,
+    /// Admin: the next ring the staged changes make, with `revoke` added to
+    /// its revoked certificates, for the admin to sign (unsigned, not
+    /// adopted; at most `norn_ring::REVOKED_MAX` fingerprints).
+    AdminPropose { revoke: Vec<CertificateFingerprint> },
+    /// Admin: adopt `ring`, signed by the admin (see `norn_trust`), as the
+    /// next ring.
+    AdminCommit { ring: Ring },
     /// Read a key with a quorum.
     Get {
         #[serde(with = "serde_bytes")]
@@ -290,8 +295,10 @@ pub enum Response {
     /// The request was taken; nothing to return.
     Ack,
     Members(Vec<MemberInfo>),
-    Ring(Option<Ring>),
+    Ring(Option<Box<Ring>>),
     Plan(PlanView),
+    /// The ring an `AdminPropose` asked for, unsigned.
+    Proposed(Box<Ring>),
     /// The staged changes were committed as ring `version`.
     Committed {
         version: u64,

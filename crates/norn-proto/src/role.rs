@@ -31,3 +31,12 @@ impl std::str::FromStr for ClientRole {
         }
     }
 }
+
+/// How a client certificate's URI SAN begins: `urn:norn:client:<role>:<name>`.
+pub const CLIENT_URI_PREFIX: &str = "urn:norn:client:";
+
+/// The role and name a client certificate's URI SAN names, if it is one.
+pub fn client_from_uri(uri: &str) -> Option<(ClientRole, &str)> {
+    let (role, name) = uri.strip_prefix(CLIENT_URI_PREFIX)?.split_once(':')?;
+    Some((role.parse().ok()?, name))
+}

@@ -12,7 +12,7 @@ use norn_proto::{
     MemberInfo, PartitionVerified, PlanNode, PlanView, ProtoError, PutReply, QuorumOptions,
     RepairProgress, Request, Response, TransferState, TransferView, WriteReceipt,
 };
-use norn_ring::{NodeId, Partition, Ring, RingMember};
+use norn_ring::{NodeId, Partition, Ring, RingMember, RingProof};
 use proptest::prelude::*;
 
 /// Counts the largest single allocation, to bound what decoding asks for.
@@ -152,18 +152,34 @@ fn staged() -> impl Strategy<Value = StagedChange> {
 }
 
 fn rings() -> impl Strategy<Value = Ring> {
-    (4u8..=6, prop::collection::btree_set(any::<u64>(), 1..6)).prop_map(|(bits, ids)| {
-        let members = ids.into_iter().map(|id| {
-            (
-                NodeId(id),
-                RingMember {
-                    zone: format!("z{}", id % 3),
-                    weight: 1,
-                },
-            )
-        });
-        Ring::new(bits, members).expect("ring")
-    })
+    (
+        4u8..=6,
+        prop::collection::btree_set(any::<u64>(), 1..6),
+        prop::collection::vec(any::<[u8; 32]>(), 0..3),
+        prop::option::of((bytes(), any::<u64>(), bytes())),
+    )
+        .prop_map(|(bits, ids, revoked, proof)| {
+            let members = ids.into_iter().map(|id| {
+                (
+                    NodeId(id),
+                    RingMember {
+                        zone: format!("z{}", id % 3),
+                        weight: 1,
+                    },
+                )
+            });
+            let ring = Ring::new(bits, members)
+                .and_then(|ring| ring.with_revoked(revoked))
+                .expect("ring");
+            match proof {
+                Some((signer, signed_at, signature)) => ring.with_proof(RingProof {
+                    signer,
+                    signed_at,
+                    signature,
+                }),
+                None => ring,
+            }
+        })
 }
 
 fn gossip() -> impl Strategy<Value = GossipMessage> {
@@ -323,7 +339,9 @@ fn requests() -> impl Strategy<Value = Request> {
         ".{0,30}".prop_map(|seed| Request::AdminJoin { seed }),
         (".{0,30}", kinds()).prop_map(|(node, kind)| Request::AdminStage { node, kind }),
         Just(Request::AdminPlan),
-        Just(Request::AdminCommit),
+        prop::collection::vec(any::<[u8; 32]>(), 0..3)
+            .prop_map(|revoke| Request::AdminPropose { revoke }),
+        rings().prop_map(|ring| Request::AdminCommit { ring }),
         Just(Request::AdminHints),
         (bytes(), bytes(), quorum_options(), any::<Option<u64>>()).prop_map(
             |(bucket, key, options, timeout_ms)| {
@@ -389,6 +407,7 @@ fn responses() -> impl Strategy<Value = Response> {
         any::<bool>().prop_map(|synced| Response::Stored { synced }),
         (code, ".{0,40}").prop_map(|(code, message)| Response::Error(ErrorReply { code, message })),
         Just(Response::Ack),
+        rings().prop_map(|ring| Response::Proposed(Box::new(ring))),
         prop::collection::vec((members(), any::<bool>(), 0.0f64..1e6), 0..4).prop_map(|views| {
             Response::Members(
                 views
@@ -397,7 +416,7 @@ fn responses() -> impl Strategy<Value = Response> {
                     .collect(),
             )
         }),
-        prop::option::of(rings()).prop_map(Response::Ring),
+        prop::option::of(rings()).prop_map(|ring| Response::Ring(ring.map(Box::new))),
         (
             any::<u64>(),
             prop::collection::vec(staged(), 0..3),

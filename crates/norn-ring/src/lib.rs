@@ -14,6 +14,8 @@ pub mod ring;
 
 pub use hash::{partition_of, placement_hash, Partition};
 pub use ring::{
-    NodeId, PreferenceList, Ring, RingError, RingMember, Zone, MEMBERS_MAX, PARTITION_BITS_DEFAULT,
-    PARTITION_BITS_MAX, PARTITION_BITS_MIN, PREFERENCE_LIST_MAX, ZONE_BYTES_MAX,
+    CertificateFingerprint, NodeId, PreferenceList, Ring, RingError, RingMember, RingProof, Zone,
+    MEMBERS_MAX, PARTITION_BITS_DEFAULT, PARTITION_BITS_MAX, PARTITION_BITS_MIN,
+    PREFERENCE_LIST_MAX, PROOF_CERTIFICATE_BYTES_MAX, PROOF_SIGNATURE_BYTES_MAX, REVOKED_MAX,
+    ZONE_BYTES_MAX,
 };

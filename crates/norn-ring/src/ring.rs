@@ -25,6 +25,30 @@ pub const MEMBERS_MAX: usize = 1024;
 pub const PREFERENCE_LIST_MAX: usize = 32;
 /// Longest zone name, in bytes.
 pub const ZONE_BYTES_MAX: usize = 64;
+/// Most revoked certificates a ring lists.
+pub const REVOKED_MAX: usize = 4096;
+/// Longest signer certificate a ring's proof may carry, in bytes.
+pub const PROOF_CERTIFICATE_BYTES_MAX: usize = 16 * 1024;
+/// Longest signature a ring's proof may carry, in bytes.
+pub const PROOF_SIGNATURE_BYTES_MAX: usize = 512;
+
+/// The SHA-256 digest of a certificate's DER encoding: how a ring names a
+/// revoked certificate.
+pub type CertificateFingerprint = [u8; 32];
+
+/// Who committed a ring: the admin's certificate (DER) and its signature
+/// over [`Ring::signed_content`] and `signed_at`. Checked by the node (see
+/// `norn_net::ring_proof`), not by this crate, which only bounds its size.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RingProof {
+    #[serde(with = "serde_bytes")]
+    pub signer: Vec<u8>,
+    /// When the admin signed, in seconds since the Unix epoch: the signer's
+    /// certificate must have been valid then.
+    pub signed_at: u64,
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
+}
 
 /// A node's persistent identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -67,6 +91,8 @@ pub enum RingError {
     TooManyMembers,
     #[error("zone of node {node} is longer than {ZONE_BYTES_MAX} bytes")]
     ZoneTooLong { node: NodeId },
+    #[error("a ring lists at most {REVOKED_MAX} revoked certificates")]
+    TooManyRevoked,
     #[error("ring version {version} is the last one")]
     VersionExhausted { version: u64 },
     #[error("malformed ring: {reason}")]
@@ -83,6 +109,10 @@ struct RingData {
     /// Nodes an earlier ring held and this one does not (see
     /// [`Ring::departed`]), at most [`MEMBERS_MAX`].
     departed: BTreeSet<NodeId>,
+    /// Certificates no node accepts any more, at most [`REVOKED_MAX`].
+    revoked: BTreeSet<CertificateFingerprint>,
+    /// The committing admin's signature; `None` on a ring not yet signed.
+    proof: Option<Box<RingProof>>,
 }
 
 /// A versioned assignment of `2^partition_bits` partitions to members.
@@ -108,6 +138,18 @@ impl TryFrom<RingData> for Ring {
         }
         if data.members.len() > MEMBERS_MAX || data.departed.len() > MEMBERS_MAX {
             return Err(RingError::TooManyMembers);
+        }
+        if data.revoked.len() > REVOKED_MAX {
+            return Err(RingError::TooManyRevoked);
+        }
+        if let Some(proof) = &data.proof {
+            if proof.signer.len() > PROOF_CERTIFICATE_BYTES_MAX
+                || proof.signature.len() > PROOF_SIGNATURE_BYTES_MAX
+            {
+                return Err(RingError::Malformed {
+                    reason: "proof too large".into(),
+                });
+            }
         }
         if let Some(both) = data.departed.iter().find(|d| data.members.contains_key(d)) {
             return Err(RingError::Malformed {
@@ -175,6 +217,8 @@ impl Ring {
             members: all,
             owners,
             departed: BTreeSet::new(),
+            revoked: BTreeSet::new(),
+            proof: None,
         }))
     }
 
@@ -237,19 +281,66 @@ impl Ring {
             members,
             departed,
             owners,
+            revoked: self.data.revoked.clone(),
+            proof: None,
         }))
     }
 
-    /// The same assignment under another version: a commit of several
-    /// staged changes is one new version, not one per change.
+    /// The same assignment under another version, unsigned: a commit of
+    /// several staged changes is one new version, not one per change.
     pub fn with_version(&self, version: u64) -> Ring {
         Ring {
             data: RingData {
                 version,
+                proof: None,
                 ..self.data.clone()
             },
             walks: self.walks.clone(),
         }
+    }
+
+    /// The same ring, unsigned, with `revoked` added to its revoked
+    /// certificates (give it the next version with [`Ring::with_version`]).
+    /// Past [`REVOKED_MAX`] it is refused rather than forgetting the
+    /// oldest, which would admit them again.
+    pub fn with_revoked(
+        &self,
+        revoked: impl IntoIterator<Item = CertificateFingerprint>,
+    ) -> Result<Ring, RingError> {
+        let mut all = self.data.revoked.clone();
+        all.extend(revoked);
+        if all.len() > REVOKED_MAX {
+            return Err(RingError::TooManyRevoked);
+        }
+        Ok(Ring {
+            data: RingData {
+                revoked: all,
+                proof: None,
+                ..self.data.clone()
+            },
+            walks: self.walks.clone(),
+        })
+    }
+
+    /// This ring carrying `proof`.
+    pub fn with_proof(&self, proof: RingProof) -> Ring {
+        Ring {
+            data: RingData {
+                proof: Some(Box::new(proof)),
+                ..self.data.clone()
+            },
+            walks: self.walks.clone(),
+        }
+    }
+
+    /// The committing admin's signature, if the ring carries one.
+    pub fn proof(&self) -> Option<&RingProof> {
+        self.data.proof.as_deref()
+    }
+
+    /// The certificates no node of this ring accepts.
+    pub fn revoked(&self) -> &BTreeSet<CertificateFingerprint> {
+        &self.data.revoked
     }
 
     pub fn version(&self) -> u64 {
@@ -295,8 +386,15 @@ impl Ring {
         partition_of(placement_hash(bucket, key), self.data.partition_bits)
     }
 
-    /// A fingerprint of the whole ring, to tell rings of one version apart.
+    /// A fingerprint of the whole ring but its proof, to tell rings of one
+    /// version apart.
     pub fn fingerprint(&self) -> u64 {
+        xxh3_64(&self.signed_content())
+    }
+
+    /// Every field of the ring but its proof, in one canonical encoding:
+    /// what an admin signs.
+    pub fn signed_content(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(self.data.owners.len() * 8 + 64);
         bytes.extend_from_slice(&self.data.version.to_be_bytes());
         bytes.push(self.data.partition_bits);
@@ -309,10 +407,14 @@ impl Ring {
         for owner in &self.data.owners {
             bytes.extend_from_slice(&owner.0.to_be_bytes());
         }
+        bytes.extend_from_slice(&(self.data.departed.len() as u64).to_be_bytes());
         for node in &self.data.departed {
             bytes.extend_from_slice(&node.0.to_be_bytes());
         }
-        xxh3_64(&bytes)
+        for fingerprint in &self.data.revoked {
+            bytes.extend_from_slice(fingerprint);
+        }
+        bytes
     }
 
     /// Whether this ring should replace `other`: a higher version wins, and

@@ -351,6 +351,8 @@ fn json_ring(members: usize, zones: usize, partition_bits: u8) -> serde_json::Va
         "members": listed,
         "owners": owners,
         "departed": [],
+        "revoked": [],
+        "proof": null,
     })
 }
 
@@ -389,4 +391,48 @@ fn a_ring_carries_the_nodes_its_history_dropped() {
     let decoded: Ring =
         serde_json::from_str(&serde_json::to_string(&left).expect("json")).expect("decodes");
     assert_eq!(decoded.departed(), left.departed());
+}
+
+/// What an admin signs is the whole ring but its proof: a proof changes
+/// neither the fingerprint nor which ring supersedes which, and revoking a
+/// certificate makes a different ring. A decoded ring bounds its revoked
+/// list and its proof.
+#[test]
+fn a_ring_signature_covers_everything_but_itself() {
+    let member = RingMember {
+        zone: "a".into(),
+        weight: 1,
+    };
+    let ring = Ring::new(4, [(NodeId(1), member)]).expect("ring");
+    let proof = norn_ring::RingProof {
+        signer: vec![1; 100],
+        signed_at: 7,
+        signature: vec![2; 70],
+    };
+    let signed = ring.with_proof(proof.clone());
+    assert_eq!(signed.fingerprint(), ring.fingerprint());
+    assert_eq!(signed.signed_content(), ring.signed_content());
+    assert!(!signed.supersedes(&ring) && !ring.supersedes(&signed));
+    let revoking = signed.with_revoked([[9; 32]]).expect("revoked");
+    assert!(revoking.proof().is_none(), "a changed ring is unsigned");
+    assert_ne!(revoking.signed_content(), ring.signed_content());
+    assert_eq!(revoking.version(), ring.version());
+
+    let mut json = json_ring(2, 1, 4);
+    let too_many: Vec<[u8; 32]> = (0..=norn_ring::REVOKED_MAX as u64)
+        .map(|i| {
+            let mut fingerprint = [0u8; 32];
+            fingerprint[..8].copy_from_slice(&i.to_be_bytes());
+            fingerprint
+        })
+        .collect();
+    json["revoked"] = serde_json::json!(too_many);
+    assert!(serde_json::from_value::<Ring>(json).is_err());
+    let mut json = json_ring(2, 1, 4);
+    json["proof"] = serde_json::json!({
+        "signer": vec![0u8; norn_ring::PROOF_CERTIFICATE_BYTES_MAX + 1],
+        "signed_at": 1,
+        "signature": [],
+    });
+    assert!(serde_json::from_value::<Ring>(json).is_err());
 }

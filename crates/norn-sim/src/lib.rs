@@ -21,6 +21,7 @@
 
 pub mod checker;
 pub mod node;
+mod trust;
 pub mod workload;
 pub mod world;
 

@@ -152,7 +152,9 @@ impl SimNode {
             .map(address_of)
             .collect();
         let storage: Arc<dyn Storage> = self.store.clone();
-        let core = Core::new(sim_config(), me, seeds, storage, seed, now).expect("a core starts");
+        let authority = crate::trust::trust().authority.clone();
+        let core = Core::new(sim_config(), authority, me, seeds, storage, seed, now)
+            .expect("a core starts");
         self.core = Some(core);
         self.drain(now, out);
     }
@@ -331,6 +333,8 @@ impl SimNode {
                 }
                 Effect::Sync { token } => out.syncs.push(token),
                 Effect::SetTimer { at_ms, timer } => out.timers.push((at_ms, timer)),
+                // The simulated network has no certificates to refuse.
+                Effect::Refuse { .. } => {}
             }
         }
     }

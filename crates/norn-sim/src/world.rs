@@ -196,7 +196,7 @@ impl World {
                 },
             )
         });
-        let ring = Arc::new(Ring::new(6, members).expect("ring"));
+        let ring = Arc::new(crate::trust::trust().sign(&Ring::new(6, members).expect("ring")));
         let nodes = (0..options.nodes + options.spares)
             .map(|i| SimNode::new(i, (i < options.nodes).then_some(&*ring)))
             .collect();
@@ -468,7 +468,10 @@ impl World {
                     kind,
                 };
                 self.schedule(0, Event::Admin(*via, stage));
-                self.schedule(100, Event::Admin(*via, Request::AdminCommit));
+                // The admin signs what the node proposes and commits it
+                // there (see `World::admin_response`).
+                let propose = Request::AdminPropose { revoke: Vec::new() };
+                self.schedule(100, Event::Admin(*via, propose));
             }
             Fault::Restart { node } => {
                 if !self.nodes[*node].is_up() {
@@ -609,7 +612,21 @@ impl World {
                     self.client_response(client, envelope.id, Some(response));
                 }
             }
-            Addr::Admin => {}
+            Addr::Admin => {
+                if let (Body::Response(response), Addr::Node(node)) = (envelope.body, envelope.from)
+                {
+                    self.admin_response(node, response);
+                }
+            }
+        }
+    }
+
+    /// The admin's answer to a node's reply: a proposed ring is signed and
+    /// committed on the node that proposed it, as `norn admin commit` does.
+    fn admin_response(&mut self, node: usize, response: Response) {
+        if let Response::Proposed(ring) = response {
+            let ring = crate::trust::trust().sign(&ring);
+            self.schedule(0, Event::Admin(node, Request::AdminCommit { ring }));
         }
     }
 

@@ -8,6 +8,7 @@ use norn_cli::{admin, certs, data};
 use norn_client::{ClientOptions, NodeSession as Session};
 use norn_membership::ChangeKind;
 use norn_proto::ClientRole;
+use norn_ring::NodeId;
 
 /// Talk to a norn cluster: certificates, admin views and ring changes.
 #[derive(Debug, Parser)]
@@ -135,6 +136,11 @@ enum CertsCommand {
         name: String,
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// Renew the certificate of this existing node (its id, 16 hex
+        /// digits, as `norn admin members` shows it) instead of making a
+        /// new node id.
+        #[arg(long, value_parser = parse_node_id)]
+        id: Option<NodeId>,
         /// Days the certificate is valid.
         #[arg(long, default_value_t = norn_net::certs::LEAF_VALIDITY_DAYS, value_parser = clap::value_parser!(u32).range(1..=36_500))]
         days: u32,
@@ -151,6 +157,15 @@ enum CertsCommand {
         #[arg(long, default_value_t = norn_net::certs::LEAF_VALIDITY_DAYS, value_parser = clap::value_parser!(u32).range(1..=36_500))]
         days: u32,
     },
+    /// The SHA-256 fingerprint of a certificate (PEM), as `norn admin
+    /// revoke` takes it.
+    Fingerprint { cert: PathBuf },
+}
+
+fn parse_node_id(hex: &str) -> Result<NodeId, String> {
+    u64::from_str_radix(hex, 16)
+        .map(NodeId)
+        .map_err(|e| format!("a node id is 16 hex digits: {e}"))
 }
 
 #[derive(Debug, Subcommand)]
@@ -177,8 +192,15 @@ enum AdminCommand {
         #[arg(long, global = true)]
         json: bool,
     },
-    /// Commit the staged changes as the next ring version.
+    /// Commit the staged changes as the next ring version, signed with
+    /// the admin certificate.
     Commit,
+    /// Revoke certificates (PEM files or SHA-256 fingerprints): committed
+    /// as the next ring version, refused by every node once it holds it.
+    Revoke {
+        #[arg(required = true)]
+        certificates: Vec<String>,
+    },
     /// One node's local copy of a key (REPLICA: a node's name, id or address).
     ReplicaGet {
         replica: String,
@@ -298,13 +320,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Certs { command } => match command {
             CertsCommand::Init { dir, cluster, days } => certs::init(&dir, &cluster, days),
-            CertsCommand::Node { name, dir, days } => certs::node(&dir, &name, days).map(|_| ()),
+            CertsCommand::Node {
+                name,
+                dir,
+                id,
+                days,
+            } => certs::node(&dir, &name, id, days).map(|_| ()),
             CertsCommand::Client {
                 name,
                 dir,
                 role,
                 days,
             } => certs::client(&dir, &name, role, days),
+            CertsCommand::Fingerprint { cert } => certs::fingerprint(&cert),
         },
         Command::Get { bucket, key, flags } => {
             let session = open(&args.config, &args.node, timeout, As::Data).await?;
@@ -375,6 +403,7 @@ async fn run_admin(session: &Session, command: AdminCommand, one_node: bool) -> 
             admin::plan(session, stage, json).await
         }
         AdminCommand::Commit => admin::commit(session).await,
+        AdminCommand::Revoke { certificates } => admin::revoke(session, &certificates).await,
         AdminCommand::ReplicaGet {
             replica,
             bucket,

@@ -1,5 +1,5 @@
 //! `nornd`: the norn node daemon. `nornd --config FILE`; stops cleanly on
-//! SIGTERM or Ctrl-C.
+//! SIGTERM or Ctrl-C; reloads its certificates on SIGHUP.
 
 use std::path::PathBuf;
 
@@ -30,8 +30,20 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let config = NodeConfig::load(&args.config)?;
     let node = Node::start(config).await.context("node did not start")?;
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .context("SIGTERM handler")?;
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let mut hangup = signal(SignalKind::hangup()).context("SIGHUP handler")?;
+    let reloading = node.clone();
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            match reloading.reload_certificates().await {
+                Ok(()) => tracing::info!("certificates reloaded"),
+                Err(e) => {
+                    tracing::error!(error = %e, "certificates not reloaded; the old ones stay")
+                }
+            }
+        }
+    });
     let shutdown = async move {
         tokio::select! {
             _ = terminate.recv() => {}
