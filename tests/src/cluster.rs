@@ -203,6 +203,7 @@ partition_bits = {bits}
     pub fn start(&mut self, index: usize) -> SocketAddr {
         let address_file = self.nodes[index].data_dir.join("address");
         let _ = std::fs::remove_file(&address_file);
+        let _ = std::fs::remove_file(self.nodes[index].data_dir.join("http_address"));
         if self.nodes[index].address.is_none() {
             self.write_config(index, "127.0.0.1:0".parse().expect("addr"));
         }
@@ -316,12 +317,20 @@ partition_bits = {bits}
             .expect("run nornd")
     }
 
-    /// The HTTP API address node `index` wrote at start.
+    /// The HTTP API address node `index` wrote at start (it binds HTTP
+    /// after QUIC, so this waits up to 10 s for the file).
     pub fn http_address(&self, index: usize) -> SocketAddr {
         let file = self.nodes[index].data_dir.join("http_address");
-        let text =
-            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        text.trim().parse().expect("an address")
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match std::fs::read_to_string(&file) {
+                Ok(text) if text.ends_with('\n') => {
+                    return text.trim().parse().expect("an address")
+                }
+                Err(e) if Instant::now() > deadline => panic!("{}: {e}", file.display()),
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
     }
 
     pub fn address(&self, index: usize) -> SocketAddr {
