@@ -8,7 +8,7 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use norn_core::{CallId, Caller, Core, CoreConfig, Effect, NodeIdentity};
+use norn_core::{CallId, Caller, Core, CoreConfig, Effect, NodeIdentity, Trust};
 use norn_proto::{ClientRole, FrameDecoder, Request};
 use norn_ring::NodeId;
 use norn_storage::{Store, StoreOptions};
@@ -45,7 +45,7 @@ fuzz_target!(|data: &[u8]| {
         weight: 1,
         incarnation: 1,
     };
-    let Ok(mut core) = Core::new(CoreConfig::for_test(), authority(), me, Vec::new(), storage, 7, 0) else {
+    let Ok(mut core) = Core::new(CoreConfig::for_test(), trust(), me, Vec::new(), storage, 7, 0) else {
         return;
     };
     let decoder = FrameDecoder::new(1 << 20);

@@ -363,9 +363,22 @@ partition_bits = {bits}
         index: usize,
         revoke: Vec<norn_ring::CertificateFingerprint>,
     ) -> Result<Response, norn_net::NetError> {
-        let propose = Request::AdminPropose { revoke };
+        let current = self.ring(index).await;
+        let propose = Request::AdminPropose {
+            revoke: revoke.clone(),
+        };
         match self.call(index, propose).await? {
             Response::Proposed(ring) => {
+                let Response::Plan(plan) = self.call(index, Request::AdminPlan).await? else {
+                    panic!("node {index} has no plan");
+                };
+                norn_client::session::check_proposal(
+                    current.as_ref(),
+                    &plan.staged,
+                    &revoke,
+                    &ring,
+                )
+                .unwrap_or_else(|refused| panic!("node {index} proposed {refused}"));
                 let ring = self.sign(&ring);
                 self.call(index, Request::AdminCommit { ring }).await
             }
@@ -685,6 +698,7 @@ partition_bits = {bits}
                         key: key.as_bytes().to_vec(),
                     })
                     .collect(),
+                admission: None,
             };
             match self.ask(index, request).await {
                 Response::KeyDigests(found) => digests.extend(found),

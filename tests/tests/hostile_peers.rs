@@ -54,6 +54,7 @@ fn replica_attacks(victim: &str) -> Vec<Request> {
                 key: key(victim),
                 object: forged_object(),
             }],
+            admission: None,
         },
         Request::Reap {
             items: vec![KeyDigest {
@@ -221,6 +222,7 @@ fn stranger_digest(stranger: NodeId, victim: &Member) -> Request {
         incarnation: 1,
         heartbeat: 1,
         handoffs: Vec::new(),
+        proof: None,
     };
     Request::Gossip(GossipMessage::Digest {
         from: stranger,
@@ -253,16 +255,41 @@ async fn an_unadmitted_node_may_announce_itself_and_nothing_more() {
         timeout_ms: None,
         forwarded: true,
     };
-    // Hand-over (ReplicaPutMany) is open to every node certificate: see
-    // norn-core's access table.
+    // A hand-over proves admission with an admin-signed ring naming its
+    // sender: one no admin signed, or one that does not name it, is no
+    // proof.
+    let hand_over = |admission: Option<norn_ring::Ring>, victim: &str| Request::ReplicaPutMany {
+        n: 3,
+        ring_version: ring.version(),
+        items: vec![KeyObject {
+            key: key(victim),
+            object: forged_object(),
+        }],
+        admission: admission.map(Box::new),
+    };
+    let naming_stranger = ring
+        .with_member(
+            stranger_id,
+            norn_ring::RingMember {
+                zone: "zone-0".into(),
+                weight: 1,
+            },
+        )
+        .expect("a ring naming the stranger");
+    let unproven = [
+        hand_over(Some(naming_stranger.clone()), "forged-by-stranger"),
+        hand_over(Some(cluster.sign(&ring)), "forged-by-stranger"),
+    ];
     let attacks = replica_attacks("forged-by-stranger");
-    let refused = attacks
-        .iter()
-        .filter(|r| !matches!(r, Request::ReplicaPutMany { .. }));
-    for request in refused.chain([&write]) {
+    for request in attacks.iter().chain(&unproven).chain([&write]) {
         let response = cluster.ask_as(&stranger, 0, request).await;
         assert_forbidden(&response, &format!("an unadmitted node's {request:?}"));
     }
+    // With the proof, its hand-over is taken (merged, as from a member
+    // that left).
+    let proven = hand_over(Some(cluster.sign(&naming_stranger)), "handed-over");
+    let taken = cluster.ask_as(&stranger, 0, &proven).await;
+    assert!(matches!(taken, Response::StoredMany { .. }), "{taken:?}");
     // Its digest is heard about itself only: the record of n2 it relays
     // (another address, a later life, leaving) changes nothing.
     let n2 = cluster.nodes[1].id;
@@ -284,11 +311,86 @@ async fn an_unadmitted_node_may_announce_itself_and_nothing_more() {
     );
 
     assert_unchanged(&cluster, "forged-by-stranger", ring.version()).await;
-    assert_eq!(refused_count(&cluster, 0) - before, 4);
+    assert_eq!(refused_count(&cluster, 0) - before, 7);
     assert!(cluster
         .log(0)
         .lines()
         .any(|l| l.contains("refused a request") && l.contains(&stranger_id.to_string())));
+}
+
+fn records_refused(cluster: &TestCluster, index: usize) -> u64 {
+    let url = format!("http://{}/metrics", cluster.http_address(index));
+    let (status, _, body) = curl(&[&url]);
+    assert_eq!(status, 200);
+    body.lines()
+        .find_map(|l| l.strip_prefix("norn_gossip_records_refused_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("the record refusal counter")
+}
+
+/// A digest from member `from` carrying its own record and `relayed`.
+fn relay(own: &Member, relayed: Member) -> Request {
+    Request::Gossip(GossipMessage::Digest {
+        from: own.id,
+        members: vec![own.clone(), relayed],
+        staged: Vec::new(),
+        ring_version: 0,
+        ring_fingerprint: 0,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admitted_node_relays_member_records_but_cannot_rewrite_them() {
+    let mut cluster = TestCluster::new(3);
+    cluster.form(3).await;
+    let (n2, n3) = (cluster.nodes[1].id, cluster.nodes[2].id);
+    let as_n2 = cluster.endpoint_as_node(1);
+    let own = member_record(&cluster, n2).await;
+    let honest = member_record(&cluster, n3).await;
+    let before = records_refused(&cluster, 0);
+
+    // A rewrite of n3 (another address, a later life, leaving), carrying
+    // n3's real signature of its current identity.
+    let forged = Member {
+        address: "127.0.0.1:9".into(),
+        incarnation: honest.incarnation + 5,
+        state: MemberState::Leaving,
+        heartbeat: honest.heartbeat + 1_000,
+        ..honest.clone()
+    };
+    let reply = cluster.ask_as(&as_n2, 0, &relay(&own, forged)).await;
+    assert!(matches!(reply, Response::Ack), "{reply:?}");
+    let seen = member_record(&cluster, n3).await;
+    assert_eq!(seen.address, honest.address);
+    assert_eq!(seen.state, MemberState::Active);
+    assert!(seen.incarnation < honest.incarnation + 5);
+    assert_eq!(records_refused(&cluster, 0) - before, 1);
+    assert!(cluster
+        .log(0)
+        .lines()
+        .any(|l| l.contains("dropped relayed member records") && l.contains(&n2.to_string())));
+
+    // A change n3 signed itself is carried by the relay.
+    let n3_files = |ext: &str| {
+        cluster
+            .dir
+            .path()
+            .join(format!("{}.{ext}", cluster.nodes[2].name))
+    };
+    let read = |path: std::path::PathBuf| std::fs::read_to_string(path).expect("n3's files");
+    let n3_key = norn_trust::RecordSigner::from_pem(&read(n3_files("pem")), &read(n3_files("key")))
+        .expect("n3's key");
+    let mut later = Member {
+        incarnation: honest.incarnation + 1,
+        heartbeat: 0,
+        proof: None,
+        ..honest.clone()
+    };
+    later.proof = Some(Box::new(n3_key.sign_now(&later).expect("signed")));
+    let reply = cluster.ask_as(&as_n2, 0, &relay(&own, later)).await;
+    assert!(matches!(reply, Response::Ack), "{reply:?}");
+    assert!(member_record(&cluster, n3).await.incarnation > honest.incarnation);
+    assert_eq!(records_refused(&cluster, 0) - before, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

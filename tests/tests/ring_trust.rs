@@ -12,7 +12,7 @@ use norn_proto::{ClientRole, ErrorCode, Request, Response};
 use norn_ring::{NodeId, Ring, RingMember, RingProof};
 use norn_tests::cluster::{wait_until, TestCluster};
 use norn_tests::http::curl;
-use norn_trust::{fingerprint_of_pem, RingAuthority, RingSigner, TrustError};
+use norn_trust::{fingerprint_of_pem, Authority, RingSigner, TrustError};
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
@@ -67,7 +67,7 @@ fn days(days: i64) -> SystemTime {
 #[test]
 fn a_ring_proof_names_an_admin_of_this_ca_and_covers_the_whole_ring() {
     let ca = certs::new_ca("proofs").expect("CA");
-    let authority = RingAuthority::from_pem(&ca.cert_pem).expect("authority");
+    let authority = Authority::from_pem(&ca.cert_pem).expect("authority");
     let admin = certs::issue_client(&ca, "alice", ClientRole::Admin).expect("admin");
     let signer = RingSigner::from_pem(&admin.cert_pem, &admin.key_pem).expect("signer");
     let ring = small_ring();

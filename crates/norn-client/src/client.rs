@@ -11,7 +11,7 @@ use norn_net::tls::TlsMaterial;
 use norn_net::{Endpoint, EndpointLimits, NetError, TlsFiles};
 use norn_proto::{ErrorCode, GetReply, PutReply, QuorumOptions, Request, Response, WriteReceipt};
 use norn_ring::{NodeId, Ring};
-use norn_trust::RingAuthority;
+use norn_trust::Authority;
 use serde::Deserialize;
 
 use crate::balancer::{Balancer, Policy};
@@ -123,6 +123,10 @@ pub enum ClientError {
     },
     #[error("unexpected response: {0}")]
     Unexpected(String),
+    /// The admin did not sign the ring the node proposed: it is not what
+    /// was asked for.
+    #[error("ring not signed: {0}")]
+    NotSigned(String),
     /// The ring could not be signed (the admin certificate or key).
     #[error(transparent)]
     Trust(#[from] norn_trust::TrustError),
@@ -168,7 +172,7 @@ impl Client {
             routing: routing.clone(),
             seeds: seeds.clone(),
             timeout: options.timeout,
-            authority: RingAuthority::new(material.ca_der().to_vec())?,
+            authority: Authority::new(material.ca_der().to_vec())?,
         };
         refresher.refresh().await?;
         let refresher = {
@@ -357,7 +361,7 @@ struct Refresher {
     timeout: Duration,
     /// Rings are taken only when an admin signed them; their revoked
     /// certificates are then refused by this client too.
-    authority: RingAuthority,
+    authority: Authority,
 }
 
 impl Refresher {
@@ -403,10 +407,9 @@ impl Refresher {
             let mut routing = routing.write().unwrap_or_else(|p| p.into_inner());
             routing.addresses = addresses;
             if let Some(ring) = ring {
-                let current = routing.ring.as_ref();
-                let revoked = current.map(|r| r.revoked().clone()).unwrap_or_default();
+                let current = routing.ring.as_deref();
                 let newer = current.is_none_or(|current| ring.supersedes(current));
-                if newer && self.authority.check(&ring, &revoked).is_ok() {
+                if newer && self.authority.check_successor(&ring, current).is_ok() {
                     endpoint.refuse(ring.revoked());
                     routing.ring = Some(Arc::from(ring));
                 }

@@ -1,13 +1,15 @@
 //! [`NodeSession`]: one node at a time, for admin and replica requests
 //! (what `norn` speaks), and where a client's configuration is found.
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use norn_membership::{ChangeKind, StagedChange};
 use norn_net::tls::{TlsFiles, TlsMaterial};
 use norn_net::{Endpoint, EndpointLimits};
 use norn_proto::{Request, Response};
-use norn_ring::CertificateFingerprint;
+use norn_ring::{CertificateFingerprint, NodeId, Ring};
 use norn_trust::RingSigner;
 
 use crate::client::{ClientError, ClientOptions};
@@ -39,6 +41,68 @@ impl ClientOptions {
         }
         Ok(options)
     }
+}
+
+/// Whether `proposed` is exactly what committing `staged` and revoking
+/// `revoke` over `current` asks for: the next version, the revoked list
+/// grown by `revoke` and nothing else, and members that differ only by
+/// pending staged joins, leaves and removals (a revocation is refused while
+/// changes are staged, so that it commits nothing else). The reason when
+/// not.
+pub fn check_proposal(
+    current: Option<&Ring>,
+    staged: &[StagedChange],
+    revoke: &[CertificateFingerprint],
+    proposed: &Ring,
+) -> Result<(), String> {
+    let version = current.map_or(1, |r| r.version().saturating_add(1));
+    if proposed.version() != version {
+        return Err(format!(
+            "the node proposed ring version {}, not {version}",
+            proposed.version()
+        ));
+    }
+    let mut revoked = current.map(|r| r.revoked().clone()).unwrap_or_default();
+    revoked.extend(revoke.iter().copied());
+    if *proposed.revoked() != revoked {
+        return Err(
+            "the proposal's revoked certificates are not the current ones plus those asked".into(),
+        );
+    }
+    let pending: Vec<&StagedChange> = staged
+        .iter()
+        .filter(|c| current.is_none_or(|r| !c.is_reflected_in(r)))
+        .collect();
+    if !revoke.is_empty() && !pending.is_empty() {
+        return Err(
+            "changes are staged: commit them first, so that a revocation commits nothing else"
+                .into(),
+        );
+    }
+    let before: BTreeSet<NodeId> = current
+        .map(|r| r.members().keys().copied().collect())
+        .unwrap_or_default();
+    let after: BTreeSet<NodeId> = proposed.members().keys().copied().collect();
+    let staged_as = |node: NodeId, join: bool| {
+        pending
+            .iter()
+            .any(|c| c.node == node && (c.kind == ChangeKind::Join) == join)
+    };
+    for node in after.difference(&before) {
+        if !staged_as(*node, true) {
+            return Err(format!(
+                "the proposal adds node {node}, whose join is not staged"
+            ));
+        }
+    }
+    for node in before.difference(&after) {
+        if !staged_as(*node, false) {
+            return Err(format!(
+                "the proposal drops node {node}, whose leave is not staged"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The signer of rings for the admin certificate and key in `tls`;
@@ -135,12 +199,31 @@ impl NodeSession {
     /// its staged changes make (with `revoke` added to the revoked
     /// certificates), signs that ring with the session's certificate (an
     /// admin's), and hands it back to be adopted. Returns its version.
+    ///
+    /// Before signing it checks the proposal against the node's ring and
+    /// staged changes (see [`check_proposal`]), so that the admin signs
+    /// what it asked for and nothing a node slipped in.
     pub async fn commit(&self, revoke: Vec<CertificateFingerprint>) -> Result<u64, ClientError> {
         let signer = ring_signer(&self.options.tls)?;
-        let ring = match self.call(Request::AdminPropose { revoke }).await? {
+        let current = match self.call(Request::AdminRing).await? {
+            Response::Ring(ring) => ring,
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        };
+        let request = Request::AdminPropose {
+            revoke: revoke.clone(),
+        };
+        let ring = match self.call(request).await? {
             Response::Proposed(ring) => ring,
             other => return Err(ClientError::Unexpected(format!("{other:?}"))),
         };
+        // Asked after the proposal: a change staged meanwhile is among
+        // these, so every change the proposal made is.
+        let staged = match self.call(Request::AdminPlan).await? {
+            Response::Plan(plan) => plan.staged,
+            other => return Err(ClientError::Unexpected(format!("{other:?}"))),
+        };
+        check_proposal(current.as_deref(), &staged, &revoke, &ring)
+            .map_err(ClientError::NotSigned)?;
         let ring = signer.sign_now(&ring)?;
         match self.call(Request::AdminCommit { ring }).await? {
             Response::Committed { version } => Ok(version),
@@ -185,5 +268,63 @@ impl NodeSession {
             }),
             response => Ok(response),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use norn_ring::RingMember;
+
+    fn member() -> RingMember {
+        RingMember {
+            zone: "z".into(),
+            weight: 1,
+        }
+    }
+
+    fn staged(node: u64, kind: ChangeKind) -> StagedChange {
+        StagedChange {
+            node: NodeId(node),
+            kind,
+            base_version: 1,
+            stamp: 1,
+            staged_by: NodeId(1),
+        }
+    }
+
+    #[test]
+    fn an_admin_signs_only_what_it_asked_for() {
+        let current = Ring::new(4, [(NodeId(1), member()), (NodeId(2), member())]).expect("ring");
+        let joined = current
+            .with_member(NodeId(3), member())
+            .expect("join")
+            .with_version(2);
+        let join = [staged(3, ChangeKind::Join)];
+        assert_eq!(check_proposal(Some(&current), &join, &[], &joined), Ok(()));
+        // A node slipped in, a version skipped.
+        assert!(check_proposal(Some(&current), &[], &[], &joined).is_err());
+        assert!(check_proposal(Some(&current), &join, &[], &joined.with_version(3)).is_err());
+        // A revocation commits nothing else, and exactly what was asked.
+        let revoking = current
+            .with_version(2)
+            .with_revoked([[7; 32]])
+            .expect("revoked");
+        assert_eq!(
+            check_proposal(Some(&current), &[], &[[7; 32]], &revoking),
+            Ok(())
+        );
+        assert!(check_proposal(Some(&current), &[], &[[8; 32]], &revoking).is_err());
+        assert!(check_proposal(Some(&current), &join, &[[7; 32]], &revoking).is_err());
+        let dropped = current
+            .without_member(NodeId(2))
+            .expect("leave")
+            .with_version(2);
+        assert!(check_proposal(Some(&current), &[], &[], &dropped).is_err());
+        let leave = [staged(2, ChangeKind::Leave)];
+        assert_eq!(
+            check_proposal(Some(&current), &leave, &[], &dropped),
+            Ok(())
+        );
     }
 }

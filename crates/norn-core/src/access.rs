@@ -76,7 +76,6 @@ const CLIENTS_AND_NODES: Roles = Roles::of(&[Member, FormerMember, DataClient, A
 const TOPOLOGY: Roles = Roles::of(&[Member, DataClient, AdminClient]);
 const ADMIN: Roles = Roles::of(&[AdminClient]);
 const ADMITTED_AND_ADMIN: Roles = Roles::of(&[Member, FormerMember, AdminClient]);
-const NODES_AND_ADMIN: Roles = Roles::of(&[Member, FormerMember, UnadmittedNode, AdminClient]);
 
 /// The roles `request` is open to. Every kind is listed (no wildcard), so
 /// a new request kind cannot be added without deciding who may send it.
@@ -89,15 +88,16 @@ pub fn allowed(request: &Request) -> Roles {
         Request::ReplicaPut { .. } => ADMITTED,
         // Hand-over: a node may hold data of a ring that lost to a
         // concurrent commit, whose winner keeps no record of it (norn-sim
-        // seed 9469), so any node certificate may offer and hand data
-        // over (merges only: nothing is removed, no dot is issued).
-        Request::ReplicaPutMany { .. } => NODES,
+        // seed 9469); it proves it was admitted with the admin-signed ring
+        // that named it (`Request::admission`), and is then taken as a
+        // former member (see `Core::on_request`).
+        Request::ReplicaPutMany { .. } => ADMITTED,
         // Tombstone removal is decided by the current ring only.
         Request::DurableKeyDigests { .. } | Request::Reap { .. } => MEMBERS,
         // Reads of one replica: exchanges and transfers, and admins
         // inspecting a replica's copies, trees and hint queues (the reaper
         // asks every member for its hints).
-        Request::KeyDigests { .. } => NODES_AND_ADMIN,
+        Request::KeyDigests { .. } => ADMITTED_AND_ADMIN,
         Request::ReplicaGet { .. }
         | Request::ReplicaGetMany { .. }
         | Request::TreeNodes { .. }

@@ -15,7 +15,7 @@ use norn_membership::{
 use norn_proto::{codec, ErrorCode, MemberInfo, Request, Response};
 use norn_ring::{NodeId, Ring};
 use norn_storage::{Durability, Storage};
-use norn_trust::{RingAuthority, TrustError};
+use norn_trust::{Authority, RecordSigner, TrustError};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
@@ -25,7 +25,7 @@ use crate::error::CoreError;
 use crate::handoff::Handoff;
 use crate::io::{CallFailure, CallId, Caller, Destination, Effect, Job, SyncToken, Timer, Token};
 use crate::metrics::{Counter, Gauges, Metrics};
-use crate::node::{error, NodeState, RING_META};
+use crate::node::{error, NodeState, ADMISSION_META, RING_META};
 use crate::outbox::{AfterSync, Outbox, Route};
 use crate::transfer::Transfers;
 use crate::verify::Verifier;
@@ -45,6 +45,18 @@ pub struct NodeIdentity {
     pub incarnation: u64,
 }
 
+/// What a node trusts and how it proves who it is: the cluster CA, judging
+/// signed rings and member records, and its own key, signing its record.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    pub authority: Authority,
+    pub own_key: Arc<RecordSigner>,
+}
+
+/// Admissions (node, ring version, ring fingerprint) whose signature was
+/// checked, kept to spare a transfer's later batches the check.
+const MAX_ADMISSIONS_KEPT: usize = 1024;
+
 /// Distinct (caller, request kind) refusals logged; later ones are only
 /// counted, so that a flood cannot fill the log.
 const MAX_REFUSALS_LOGGED: usize = 4096;
@@ -54,36 +66,42 @@ const MAX_REFUSALS_LOGGED: usize = 4096;
 pub struct Core {
     node: NodeState,
     refusals_logged: HashSet<(Caller, &'static str)>,
+    admissions: HashSet<(NodeId, u64, u64)>,
     coordinator: Coordinator,
     handoff: Handoff,
     verifier: Verifier,
     transfers: Transfers,
-    /// Judges whether an admin signed a ring this node is asked to adopt.
-    authority: RingAuthority,
+    /// Judges rings and relayed member records; signs this node's record.
+    trust: Trust,
 }
 
 impl Core {
     /// A node over `storage`, holding the ring stored there if any, with
-    /// `seeds` to gossip with, adopting only rings an admin of `authority`
-    /// signed. `seed` drives every random choice (the lifetime id of this
-    /// run among them). Sets its first timers.
-    #[allow(clippy::too_many_arguments)]
+    /// `seeds` to gossip with, adopting only rings an admin of the CA in
+    /// `trust` signed. `seed` drives every random choice (the lifetime id
+    /// of this run among them). Sets its first timers.
     pub fn new(
         config: CoreConfig,
-        authority: RingAuthority,
+        trust: Trust,
         me: NodeIdentity,
         seeds: Vec<String>,
         storage: Arc<dyn Storage>,
         seed: u64,
         now: u64,
     ) -> Result<Core, CoreError> {
-        let ring = match storage.get_meta(RING_META)? {
-            Some(bytes) => Some(codec::decode::<Ring>(&bytes).map_err(|e| CoreError::Meta {
-                what: "ring",
-                reason: e.to_string(),
-            })?),
-            None => None,
+        let stored_ring = |key: &'static str| -> Result<Option<Ring>, CoreError> {
+            match storage.get_meta(key)? {
+                Some(bytes) => Ok(Some(codec::decode::<Ring>(&bytes).map_err(|e| {
+                    CoreError::Meta {
+                        what: key,
+                        reason: e.to_string(),
+                    }
+                })?)),
+                None => Ok(None),
+            }
         };
+        let ring = stored_ring(RING_META)?;
+        let admission = stored_ring(ADMISSION_META)?.map(Arc::new);
         let mut rng = SmallRng::seed_from_u64(seed);
         let lifetime = Lifetime::new(rng.gen());
         let member = Member {
@@ -96,13 +114,15 @@ impl Core {
             incarnation: me.incarnation,
             heartbeat: 0,
             handoffs: Vec::new(),
+            proof: None,
         };
         let mut membership = Membership::new(member, ring.clone(), config.membership, rng.gen());
         membership.add_seeds(seeds);
         tracing::info!(lifetime = %format_args!("{:016x}", lifetime.id()), "dots of this run belong to a fresh lifetime");
         let mut core = Core {
-            authority,
+            trust,
             refusals_logged: HashSet::new(),
+            admissions: HashSet::new(),
             verifier: Verifier::new(config.anti_entropy.max_bytes_per_sec),
             transfers: Transfers::new(config.transfers.max_bytes_per_sec),
             coordinator: Coordinator::default(),
@@ -118,10 +138,12 @@ impl Core {
                 out: Outbox::default(),
                 metrics: Metrics::default(),
                 newest_ring_seen: 0,
+                admission,
                 config,
             },
         };
         core.arm_timers();
+        core.sign_own_record();
         if !core.node.revoked().is_empty() {
             let revoked = core.node.revoked().clone();
             core.node.out.refuse(revoked);
@@ -160,7 +182,14 @@ impl Core {
     /// `call`, now or later.
     pub fn on_request(&mut self, now: u64, call: CallId, caller: Caller, request: Request) {
         self.node.now = now;
-        let role = self.node.role_of(&caller);
+        let mut role = self.node.role_of(&caller);
+        if role == access::Role::UnadmittedNode {
+            if let Some(ring) = request.admission() {
+                if self.admitted_by(&caller, ring) {
+                    role = access::Role::FormerMember;
+                }
+            }
+        }
         if !access::allowed(&request).contains(role) {
             let refusal = self.refuse(&caller, role, &request);
             return self.node.reply(call, refusal);
@@ -225,6 +254,39 @@ impl Core {
             request => {
                 let response = self.answer(&caller, request);
                 self.node.reply(call, response);
+            }
+        }
+    }
+
+    /// Whether `ring`, carried by a hand-over of `caller`, is an
+    /// admin-signed ring that names it. Checked signatures are remembered
+    /// (up to [`MAX_ADMISSIONS_KEPT`]), so a transfer's batches cost one.
+    fn admitted_by(&mut self, caller: &Caller, ring: &Ring) -> bool {
+        let Caller::Node(id) = caller else {
+            return false;
+        };
+        if !ring.members().contains_key(id) {
+            return false;
+        }
+        let seen = (*id, ring.version(), ring.fingerprint());
+        if self.admissions.contains(&seen) {
+            return true;
+        }
+        match self.trust.authority.check(ring, self.node.revoked()) {
+            Ok(_) => {
+                if self.admissions.len() >= MAX_ADMISSIONS_KEPT {
+                    self.admissions.clear();
+                }
+                self.admissions.insert(seen);
+                true
+            }
+            Err(refused) => {
+                if self.refusals_logged.len() < MAX_REFUSALS_LOGGED
+                    && self.refusals_logged.insert((caller.clone(), "admission"))
+                {
+                    tracing::warn!(peer = %caller, %refused, "refused a hand-over's proof of admission");
+                }
+                false
             }
         }
     }
@@ -304,30 +366,113 @@ impl Core {
             );
         }
         if let GossipMessage::RingPush { ring, .. } = &message {
-            if let Err(refused) = self.authority.check(ring, self.node.revoked()) {
-                return self.refuse_ring(caller, ring, &refused);
+            // Only a ring that would be adopted is worth a signature check.
+            let current = self.node.membership.ring();
+            if current.is_none_or(|current| ring.supersedes(current)) {
+                if let Err(refused) = self.trust.authority.check_successor(ring, current) {
+                    return self.refuse_ring(caller, ring, &refused);
+                }
             }
         }
         let role = self.node.role_of(caller);
         // A node that holds no ring yet cannot tell members from others:
-        // it hears everyone until its first ring (which it takes from
-        // whoever pushes one first; see the README's threat model).
+        // it hears everyone until its first (admin-signed) ring.
         let standing = match role {
             _ if self.node.ring.is_none() => Sender::Admitted,
             access::Role::Member | access::Role::FormerMember => Sender::Admitted,
             _ => Sender::Unadmitted,
         };
+        // An unadmitted sender is heard about itself only (the membership
+        // drops the rest), so only an admitted one's relays are checked.
+        let message = match standing {
+            Sender::Admitted => self.without_forged_records(caller, message),
+            Sender::Unadmitted => message,
+        };
         let effects = self
             .node
             .membership
             .receive(self.node.now, message, standing);
+        self.sign_own_record();
         self.apply_membership(effects);
         Response::Ack
     }
 
+    /// Drops from a digest the records of other nodes that change what this
+    /// node knows of their identity (address, incarnation, state...)
+    /// without their own signature: a relay carries heartbeats and signed
+    /// records, never makes one. The sender's own record is first-hand.
+    fn without_forged_records(&mut self, caller: &Caller, message: GossipMessage) -> GossipMessage {
+        let GossipMessage::Digest {
+            from,
+            mut members,
+            staged,
+            ring_version,
+            ring_fingerprint,
+        } = message
+        else {
+            return message;
+        };
+        let before = members.len();
+        let (membership, revoked) = (&self.node.membership, self.node.revoked());
+        members = members
+            .into_iter()
+            .filter_map(|mut record| {
+                let known = if record.id == self.node.id {
+                    Some(membership.me())
+                } else {
+                    membership.peer(record.id)
+                };
+                match known {
+                    _ if record.id == from => {}
+                    // Only the heartbeat and hand-offs may have moved: keep
+                    // the signature this node holds (a relay cannot strip
+                    // or swap it).
+                    Some(known) if known.same_identity(&record) => {
+                        record.proof = known.proof.clone();
+                    }
+                    _ => self.trust.authority.check_record(&record, revoked).ok()?,
+                }
+                Some(record)
+            })
+            .collect();
+        let dropped = before - members.len();
+        if dropped > 0 {
+            self.node
+                .metrics
+                .count(Counter::RecordsRefused, dropped as u64);
+            if self.refusals_logged.len() < MAX_REFUSALS_LOGGED
+                && self
+                    .refusals_logged
+                    .insert((caller.clone(), "member_record"))
+            {
+                tracing::warn!(peer = %caller, dropped, "dropped relayed member records that change a node's identity without its signature");
+            }
+        }
+        GossipMessage::Digest {
+            from,
+            members,
+            staged,
+            ring_version,
+            ring_fingerprint,
+        }
+    }
+
+    /// Signs this node's own record again if its identity changed since
+    /// it was last signed (at the start, and when a peer remembered a later
+    /// life of this node).
+    fn sign_own_record(&mut self) {
+        if self.node.membership.me().proof.is_some() {
+            return;
+        }
+        match self.trust.own_key.sign_now(self.node.membership.me()) {
+            Ok(proof) => self.node.membership.set_own_proof(proof),
+            Err(e) => tracing::error!(error = %e, "cannot sign this node's member record"),
+        }
+    }
+
     /// Adopts the admin-signed `ring` as the next ring.
     fn commit(&mut self, ring: Ring) -> Response {
-        let effects = match admin::commit(&mut self.node, &self.authority, ring) {
+        let effects = match admin::commit(&mut self.node, &self.trust.authority, ring) {
             Ok(effects) => effects,
             Err(refusal) => return refusal,
         };
@@ -347,6 +492,13 @@ impl Core {
 
     /// Carries out what the membership state machine asked for.
     fn apply_membership(&mut self, effects: Vec<MembershipEffect>) {
+        if effects
+            .iter()
+            .any(|e| matches!(e, MembershipEffect::RingAdopted(_)))
+        {
+            // The revoked list may have changed: check admissions again.
+            self.admissions.clear();
+        }
         let node = &mut self.node;
         for effect in effects {
             match effect {

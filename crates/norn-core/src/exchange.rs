@@ -317,6 +317,7 @@ impl Exchange {
             n: self.n,
             ring_version: ring.version(),
             items,
+            admission: None,
         })
     }
 

@@ -45,7 +45,7 @@ pub mod transfer;
 pub mod verify;
 
 pub use crate::config::CoreConfig;
-pub use crate::core::{Core, InProgress, NodeIdentity};
+pub use crate::core::{Core, InProgress, NodeIdentity, Trust};
 pub use crate::error::CoreError;
 pub use crate::io::{
     CallFailure, CallId, Caller, Destination, Effect, Job, SyncToken, Timer, Token,

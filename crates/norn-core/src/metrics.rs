@@ -47,10 +47,11 @@ pub enum Counter {
     TransferKeys,
     TransferBytes,
     RequestsRefused,
+    RecordsRefused,
 }
 
 impl Counter {
-    const ALL: [Counter; 11] = [
+    const ALL: [Counter; 12] = [
         Counter::QuorumFailures,
         Counter::ReadRepairs,
         Counter::HintsDelivered,
@@ -62,6 +63,7 @@ impl Counter {
         Counter::TransferKeys,
         Counter::TransferBytes,
         Counter::RequestsRefused,
+        Counter::RecordsRefused,
     ];
 
     /// Name and help text.
@@ -107,6 +109,10 @@ impl Counter {
             Counter::RequestsRefused => (
                 "norn_requests_refused_total",
                 "Requests refused because the caller's certificate or standing does not allow them.",
+            ),
+            Counter::RecordsRefused => (
+                "norn_gossip_records_refused_total",
+                "Relayed member records dropped: a changed identity without its node's signature.",
             ),
         }
     }

@@ -21,6 +21,9 @@ use crate::serve::{ClusterView, Served};
 
 /// Meta record of the ring this node holds.
 pub(crate) const RING_META: &str = "ring";
+/// Meta record of the last ring that named this node before one that does
+/// not (see [`NodeState::handover_admission`]).
+pub(crate) const ADMISSION_META: &str = "admission";
 
 /// The shared state of one node.
 #[derive(Debug)]
@@ -39,6 +42,10 @@ pub(crate) struct NodeState {
     /// The newest ring version a peer sent data by (see
     /// [`Request::ReplicaPutMany`]): this node's transfers wait for it.
     pub(crate) newest_ring_seen: u64,
+    /// The last admin-signed ring that named this node, kept once a ring
+    /// that does not replaced it: the proof of admission its hand-over
+    /// carries.
+    pub(crate) admission: Option<Arc<Ring>>,
 }
 
 /// An error reply.
@@ -145,8 +152,40 @@ impl NodeState {
         self.ring.as_deref().map_or(&NONE, Ring::revoked)
     }
 
-    /// Adopts `ring`: keeps it and persists it (fsynced) in `meta`.
+    /// What this node's hand-over requests carry to prove it was admitted:
+    /// nothing while its ring names it, else the last ring that did.
+    pub(crate) fn handover_admission(&self) -> Option<Box<Ring>> {
+        let named = self
+            .ring
+            .as_ref()
+            .is_some_and(|ring| ring.members().contains_key(&self.id));
+        if named {
+            return None;
+        }
+        self.admission.as_deref().cloned().map(Box::new)
+    }
+
+    /// Adopts `ring`: keeps it and persists it (fsynced) in `meta`. When
+    /// it drops this node, the ring it replaces is kept as the node's
+    /// admission (persisted as well).
     pub(crate) fn adopt_ring(&mut self, ring: Ring) {
+        let dropped_me = !ring.members().contains_key(&self.id)
+            && self
+                .ring
+                .as_ref()
+                .is_some_and(|old| old.members().contains_key(&self.id));
+        if dropped_me {
+            let old = self.ring.clone();
+            if let Some(encoded) = old
+                .as_deref()
+                .and_then(|o| norn_proto::codec::encode(o).ok())
+            {
+                if let Err(e) = self.storage.put_meta(ADMISSION_META, &encoded) {
+                    tracing::error!(error = %e, "the ring that admitted this node was not persisted");
+                }
+            }
+            self.admission = old;
+        }
         let stored = norn_proto::codec::encode(&ring)
             .map_err(|e| e.to_string())
             .and_then(|bytes| {

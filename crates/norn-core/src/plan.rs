@@ -173,6 +173,7 @@ mod tests {
             incarnation: 1,
             heartbeat: 1,
             handoffs: Vec::new(),
+            proof: None,
         }
     }
 

@@ -155,7 +155,10 @@ impl ReapJob {
                     let request = if self.primaries.contains(&member) {
                         Request::DurableKeyDigests { keys }
                     } else {
-                        Request::KeyDigests { keys }
+                        Request::KeyDigests {
+                            keys,
+                            admission: None,
+                        }
                     };
                     return ReapStep::Send(member, request);
                 }

@@ -124,7 +124,7 @@ impl LocalReplica<'_> {
                 segments,
             } => self.segment_digests(ring, *partition, *n, segments),
             Request::TreeRoots { n, partitions } => tree_roots(storage, ring, *n, partitions),
-            Request::KeyDigests { keys } => key_digests(storage, ring, keys),
+            Request::KeyDigests { keys, .. } => key_digests(storage, ring, keys),
             Request::ReplicaGetMany { keys } => match self.objects(ring, keys) {
                 Ok(objects) => Response::Objects(objects),
                 Err(e) => refuse(e),

@@ -227,7 +227,10 @@ impl Transfers {
             return self.batch_stored(node);
         }
         let keys = running.batch.iter().map(|(key, _)| key_ref(key)).collect();
-        let request = Request::KeyDigests { keys };
+        let request = Request::KeyDigests {
+            keys,
+            admission: node.handover_admission(),
+        };
         let to = running.targets[target];
         self.send(node, to, request);
     }
@@ -290,6 +293,7 @@ impl Transfers {
                     n: running.n,
                     ring_version: running.ring_version,
                     items,
+                    admission: node.handover_admission(),
                 };
                 let to = running.targets[target];
                 self.send(node, to, request);

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::MembershipConfig;
 use crate::detector::PhiAccrual;
-use crate::member::{ChangeKind, Member, MemberState, StagedChange};
+use crate::member::{ChangeKind, Member, MemberState, RecordProof, StagedChange};
 
 /// What nodes send each other.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +150,17 @@ impl Membership {
         &self.me
     }
 
+    /// Sets the signature of this node's own record (over its identity as
+    /// it is now).
+    pub fn set_own_proof(&mut self, proof: RecordProof) {
+        self.me.proof = Some(Box::new(proof));
+    }
+
+    /// The record this node keeps of peer `id`, if any.
+    pub fn peer(&self, id: NodeId) -> Option<&Member> {
+        self.peers.get(&id).map(|p| &p.member)
+    }
+
     pub fn ring(&self) -> Option<&Ring> {
         self.ring.as_ref()
     }
@@ -244,11 +255,6 @@ impl Membership {
             .filter(|p| p.up && p.member.handoffs.contains(&partition))
             .map(|p| p.member.id)
             .collect()
-    }
-
-    /// Marks this node as leaving; the next rounds tell the others.
-    pub fn set_leaving(&mut self) {
-        self.me.state = MemberState::Leaving;
     }
 
     /// Adopts a ring committed on this node, if it supersedes the current one.
@@ -375,6 +381,8 @@ impl Membership {
             if member.newer_than(&self.me) {
                 self.me.incarnation = member.incarnation.saturating_add(1);
                 self.me.heartbeat = 0;
+                // Signed again by the core, for the new incarnation.
+                self.me.proof = None;
             }
             return;
         }

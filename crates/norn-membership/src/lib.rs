@@ -19,4 +19,4 @@ pub mod member;
 pub use config::{ConfigError, MembershipConfig};
 pub use detector::PhiAccrual;
 pub use gossip::{Effect, GossipMessage, MemberView, Membership, Sender};
-pub use member::{ChangeKind, Member, MemberState, StagedChange};
+pub use member::{ChangeKind, Member, MemberState, RecordProof, StagedChange};

@@ -34,12 +34,60 @@ pub struct Member {
     /// transfers in progress); coordinators send writes of these partitions
     /// to it as well until it is done.
     pub handoffs: Vec<Partition>,
+    /// The node's own signature over [`Member::signed_content`], so that a
+    /// relay can carry a change of its identity but not make one.
+    pub proof: Option<Box<RecordProof>>,
+}
+
+/// A node's signature over the identity of its own record: its
+/// certificate (DER, naming the node), when it signed (seconds since the
+/// Unix epoch; the certificate must have been valid then) and the
+/// signature. Checked by the node (`norn_trust`), not by this crate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordProof {
+    #[serde(with = "serde_bytes")]
+    pub certificate: Vec<u8>,
+    pub signed_at: u64,
+    #[serde(with = "serde_bytes")]
+    pub signature: Vec<u8>,
 }
 
 impl Member {
     /// Whether this record is newer than `other` (of the same node).
     pub fn newer_than(&self, other: &Member) -> bool {
         (self.incarnation, self.heartbeat) > (other.incarnation, other.heartbeat)
+    }
+
+    /// The fields only the node itself may change (all but the heartbeat,
+    /// the hand-offs and the proof), in one canonical encoding: what it
+    /// signs.
+    pub fn signed_content(&self) -> Vec<u8> {
+        let state = match self.state {
+            MemberState::Active => 0u8,
+            MemberState::Leaving => 1,
+        };
+        let mut bytes = Vec::with_capacity(64 + self.name.len() + self.address.len());
+        bytes.extend_from_slice(&self.id.0.to_be_bytes());
+        for text in [&self.name, &self.address, &self.zone] {
+            bytes.extend_from_slice(&(text.len() as u64).to_be_bytes());
+            bytes.extend_from_slice(text.as_bytes());
+        }
+        bytes.extend_from_slice(&self.weight.to_be_bytes());
+        bytes.push(state);
+        bytes.extend_from_slice(&self.incarnation.to_be_bytes());
+        bytes
+    }
+
+    /// Whether `other` says the same as this record of everything the node
+    /// signs: a relay of it carries only a heartbeat and hand-offs.
+    pub fn same_identity(&self, other: &Member) -> bool {
+        self.id == other.id
+            && self.name == other.name
+            && self.address == other.address
+            && self.zone == other.zone
+            && self.weight == other.weight
+            && self.state == other.state
+            && self.incarnation == other.incarnation
     }
 }
 

@@ -15,6 +15,7 @@ fn member(i: u64, incarnation: u64, heartbeat: u64) -> Member {
         incarnation,
         heartbeat,
         handoffs: Vec::new(),
+        proof: None,
     }
 }
 

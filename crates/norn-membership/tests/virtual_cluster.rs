@@ -52,6 +52,7 @@ fn member(i: u64, incarnation: u64) -> Member {
         incarnation,
         heartbeat: 0,
         handoffs: Vec::new(),
+        proof: None,
     }
 }
 

@@ -24,7 +24,6 @@ use crate::tls::{ClientRole, PeerIdentity};
 
 /// The server name every node certificate holds and every connection asks for.
 pub const NODE_SERVER_NAME: &str = "node.norn";
-const NODE_URI_PREFIX: &str = "urn:norn:node:";
 
 /// Days a node or client certificate is valid unless asked otherwise.
 pub const LEAF_VALIDITY_DAYS: u32 = 365;
@@ -72,7 +71,7 @@ pub struct Issued {
 
 /// The URI SAN naming node `id`.
 pub fn node_uri(id: NodeId) -> String {
-    format!("{NODE_URI_PREFIX}{id}")
+    format!("{}{id}", norn_proto::role::NODE_URI_PREFIX)
 }
 
 /// The URI SAN naming client `name` in `role`.
@@ -82,10 +81,8 @@ pub fn client_uri(name: &str, role: ClientRole) -> String {
 
 /// Parses a URI SAN back into what it names.
 pub fn parse_identity_uri(uri: &str) -> Option<PeerIdentity> {
-    if let Some(hex) = uri.strip_prefix(NODE_URI_PREFIX) {
-        return u64::from_str_radix(hex, 16)
-            .ok()
-            .map(|id| PeerIdentity::Node(NodeId(id)));
+    if uri.starts_with(norn_proto::role::NODE_URI_PREFIX) {
+        return norn_proto::role::node_from_uri(uri).map(PeerIdentity::Node);
     }
     let (role, name) = norn_proto::role::client_from_uri(uri)?;
     Some(PeerIdentity::Client {

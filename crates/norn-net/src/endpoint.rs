@@ -331,7 +331,7 @@ impl Endpoint {
     pub async fn serve(&self, handler: Handler) {
         while let Some(incoming) = self.endpoint.accept().await {
             let (handler, limits) = (handler.clone(), self.limits);
-            let served = self.served.clone();
+            let (served, revoked) = (self.served.clone(), self.revoked.clone());
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
                 let connection = match incoming.await {
@@ -355,7 +355,13 @@ impl Endpoint {
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(id, (connection.clone(), certificate));
-                serve_connection(connection, peer, handler, &limits).await;
+                // Revoked while this handshake ran, before `refuse` could
+                // see it among the served.
+                if revoked.covers_fingerprint(&certificate) {
+                    close_revoked(&connection);
+                } else {
+                    serve_connection(connection, peer, handler, &limits).await;
+                }
                 served.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             });
         }
@@ -462,6 +468,24 @@ impl Endpoint {
             self.forget(addr, &connection).await;
         }
         outcome
+    }
+
+    /// [`Endpoint::call_node`] for requests that may safely arrive twice:
+    /// when the pooled connection turns out to be dead (the peer restarted
+    /// and reset it), the request is sent once more on a fresh one.
+    pub async fn call_node_idempotent(
+        &self,
+        expected: NodeId,
+        addr: SocketAddr,
+        request: &Request,
+        timeout: Duration,
+    ) -> Result<Response, NetError> {
+        match self.call_node(expected, addr, request, timeout).await {
+            Err(NetError::ConnectionLost { .. }) => {
+                self.call_node(expected, addr, request, timeout).await
+            }
+            outcome => outcome,
+        }
     }
 
     /// Like [`Endpoint::call`], for requests that may safely arrive twice

@@ -58,7 +58,7 @@ impl Revoked {
 
     pub fn covers_fingerprint(&self, fingerprint: &CertificateFingerprint) -> bool {
         let set = self.0.read().unwrap_or_else(|p| p.into_inner());
-        !set.is_empty() && set.contains(fingerprint)
+        set.contains(fingerprint)
     }
 
     /// Makes `certificates` the revoked set.

@@ -314,11 +314,25 @@ impl Driver {
         let timeout = Duration::from_millis(timeout_ms);
         let task = async move {
             let reply = match resolve(&to).await {
-                Ok(addr) => match &to {
-                    Destination::Node { id, .. } => {
+                // A peer that restarted resets the pooled connection its
+                // previous process held: what may arrive twice is sent again
+                // on a fresh one, so the first request after a restart does
+                // not fail for it.
+                Ok(addr) => match (&to, request.is_repeatable()) {
+                    (Destination::Node { id, .. }, true) => {
+                        endpoint
+                            .call_node_idempotent(*id, addr, &request, timeout)
+                            .await
+                    }
+                    (Destination::Node { id, .. }, false) => {
                         endpoint.call_node(*id, addr, &request, timeout).await
                     }
-                    Destination::Address(_) => endpoint.call(addr, &request, timeout).await,
+                    (Destination::Address(_), true) => {
+                        endpoint.call_idempotent(addr, &request, timeout).await
+                    }
+                    (Destination::Address(_), false) => {
+                        endpoint.call(addr, &request, timeout).await
+                    }
                 }
                 .map_err(|e| match e {
                     norn_net::NetError::Timeout { .. } => CallFailure::Timeout,

@@ -6,13 +6,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use norn_core::{Caller, Core, NodeIdentity};
+use norn_core::{Caller, Core, NodeIdentity, Trust};
 use norn_net::tls::TlsMaterial;
 use norn_net::{Endpoint, Handler, PeerIdentity};
 use norn_proto::MemberInfo;
 use norn_ring::{NodeId, Ring};
 use norn_storage::{RocksStorage, Storage, Store, StoreOptions};
-use norn_trust::RingAuthority;
+use norn_trust::{Authority, RecordSigner};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 
@@ -135,12 +135,21 @@ impl Node {
             incarnation: identity.incarnation,
         };
         let storage: Arc<dyn Storage> = storage;
-        let authority = RingAuthority::new(tls.ca_der().to_vec())?;
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path).map_err(|e| io_error(path.display(), e))
+        };
+        let trust = Trust {
+            authority: Authority::new(tls.ca_der().to_vec())?,
+            own_key: Arc::new(RecordSigner::from_pem(
+                &read(&config.tls.cert)?,
+                &read(&config.tls.key)?,
+            )?),
+        };
         let core = span.in_scope(|| {
             tracing::info!(address = %advertised, incarnation = identity.incarnation, "node started");
             Core::new(
                 config.core(),
-                authority,
+                trust,
                 me,
                 config.node.seeds.clone(),
                 storage.clone(),
@@ -148,6 +157,10 @@ impl Node {
                 0,
             )
         })?;
+        // Refused from the first connection on, before the driver runs.
+        if let Some(ring) = core.ring() {
+            endpoint.refuse(ring.revoked());
+        }
         let (driver, handle) = Driver::new(
             core,
             endpoint.clone(),

@@ -95,18 +95,26 @@ pub enum Request {
         segments: Vec<u32>,
     },
     /// The digest of the receiver's copy of each key (`None`: absent or
-    /// unreadable).
-    KeyDigests { keys: Vec<KeyRef> },
+    /// unreadable). `admission`: see [`Request::ReplicaPutMany`].
+    KeyDigests {
+        keys: Vec<KeyRef>,
+        admission: Option<Box<Ring>>,
+    },
     /// The receiver's copy of each key.
     ReplicaGetMany { keys: Vec<KeyRef> },
     /// Merge each object into the receiver's copy (DVV sync), as a batch of
     /// [`Request::ReplicaPut`] without hints. `ring_version` is the sender's:
     /// a receiver with an older ring holds back its own transfers until it
     /// has caught up, so it does not hand data back by an outdated ring.
+    /// `admission`: an admin-signed ring naming the sender, set by a
+    /// sender its current ring does not name (one that holds data of a
+    /// ring that lost to a concurrent commit), so that a receiver that
+    /// never knew it as a member still takes its hand-over.
     ReplicaPutMany {
         n: u8,
         ring_version: u64,
         items: Vec<KeyObject>,
+        admission: Option<Box<Ring>>,
     },
     /// Remove each key whose stored version still has the given digest (a
     /// tombstone every replica was seen to hold).
@@ -133,6 +141,53 @@ pub enum Request {
     /// tombstone to a power cut (and bring back what it shadowed) after
     /// the others removed it.
     DurableKeyDigests { keys: Vec<KeyRef> },
+}
+
+impl Request {
+    /// Whether the request may arrive twice with no other effect than once:
+    /// reads, merges (DVV sync is idempotent), reaps by digest and gossip.
+    /// Not a write to coordinate (it would issue a second dot) nor an
+    /// admin request.
+    pub fn is_repeatable(&self) -> bool {
+        match self {
+            Request::Ping
+            | Request::Gossip(_)
+            | Request::Get { .. }
+            | Request::ReplicaGet { .. }
+            | Request::ReplicaPut { .. }
+            | Request::TreeNodes { .. }
+            | Request::SegmentDigests { .. }
+            | Request::KeyDigests { .. }
+            | Request::ReplicaGetMany { .. }
+            | Request::ReplicaPutMany { .. }
+            | Request::Reap { .. }
+            | Request::TreeRoots { .. }
+            | Request::DurableKeyDigests { .. } => true,
+            Request::Put { .. }
+            | Request::AdminMembers
+            | Request::AdminRing
+            | Request::AdminJoin { .. }
+            | Request::AdminStage { .. }
+            | Request::AdminPlan
+            | Request::AdminPropose { .. }
+            | Request::AdminCommit { .. }
+            | Request::AdminHints
+            | Request::AdminRepair { .. }
+            | Request::AdminRepairProgress
+            | Request::AdminRepairStatus
+            | Request::AdminTransfers => false,
+        }
+    }
+
+    /// The admission ring a hand-over request carries, if any.
+    pub fn admission(&self) -> Option<&Ring> {
+        match self {
+            Request::KeyDigests { admission, .. } | Request::ReplicaPutMany { admission, .. } => {
+                admission.as_deref()
+            }
+            _ => None,
+        }
+    }
 }
 
 /// A key named on the wire.

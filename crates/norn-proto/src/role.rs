@@ -32,6 +32,15 @@ impl std::str::FromStr for ClientRole {
     }
 }
 
+/// How a node certificate's URI SAN begins: `urn:norn:node:<id in hex>`.
+pub const NODE_URI_PREFIX: &str = "urn:norn:node:";
+
+/// The node id a node certificate's URI SAN names, if it is one.
+pub fn node_from_uri(uri: &str) -> Option<norn_ring::NodeId> {
+    let hex = uri.strip_prefix(NODE_URI_PREFIX)?;
+    u64::from_str_radix(hex, 16).ok().map(norn_ring::NodeId)
+}
+
 /// How a client certificate's URI SAN begins: `urn:norn:client:<role>:<name>`.
 pub const CLIENT_URI_PREFIX: &str = "urn:norn:client:";
 

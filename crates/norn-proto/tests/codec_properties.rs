@@ -89,6 +89,7 @@ fn members() -> impl Strategy<Value = Member> {
                 incarnation,
                 heartbeat,
                 handoffs: vec![Partition(weight as u16)],
+                proof: None,
             },
         )
 }
@@ -238,7 +239,14 @@ fn convergence_requests() -> impl Strategy<Value = Request> {
                 n,
                 segments
             }),
-        prop::collection::vec(key_refs(), 0..4).prop_map(|keys| Request::KeyDigests { keys }),
+        (
+            prop::collection::vec(key_refs(), 0..4),
+            prop::option::of(rings())
+        )
+            .prop_map(|(keys, admission)| Request::KeyDigests {
+                keys,
+                admission: admission.map(Box::new)
+            }),
         prop::collection::vec(key_refs(), 0..4).prop_map(|keys| Request::ReplicaGetMany { keys }),
         (
             any::<u8>(),
@@ -250,7 +258,8 @@ fn convergence_requests() -> impl Strategy<Value = Request> {
                 items: items
                     .into_iter()
                     .map(|(key, object)| KeyObject { key, object })
-                    .collect()
+                    .collect(),
+                admission: None,
             }),
         prop::collection::vec(key_digests(), 0..4).prop_map(|items| Request::Reap { items }),
         prop::option::of(any::<u16>()).prop_map(|p| Request::AdminRepair {

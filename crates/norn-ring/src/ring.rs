@@ -38,7 +38,8 @@ pub type CertificateFingerprint = [u8; 32];
 
 /// Who committed a ring: the admin's certificate (DER) and its signature
 /// over [`Ring::signed_content`] and `signed_at`. Checked by the node (see
-/// `norn_net::ring_proof`), not by this crate, which only bounds its size.
+/// `norn_trust::Authority::check`), not by this crate, which only bounds
+/// its size.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RingProof {
     #[serde(with = "serde_bytes")]
@@ -398,6 +399,7 @@ impl Ring {
         let mut bytes = Vec::with_capacity(self.data.owners.len() * 8 + 64);
         bytes.extend_from_slice(&self.data.version.to_be_bytes());
         bytes.push(self.data.partition_bits);
+        bytes.extend_from_slice(&(self.data.members.len() as u64).to_be_bytes());
         for (node, member) in &self.data.members {
             bytes.extend_from_slice(&node.0.to_be_bytes());
             bytes.extend_from_slice(&member.weight.to_be_bytes());
@@ -411,6 +413,7 @@ impl Ring {
         for node in &self.data.departed {
             bytes.extend_from_slice(&node.0.to_be_bytes());
         }
+        bytes.extend_from_slice(&(self.data.revoked.len() as u64).to_be_bytes());
         for fingerprint in &self.data.revoked {
             bytes.extend_from_slice(fingerprint);
         }

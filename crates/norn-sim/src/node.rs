@@ -152,9 +152,9 @@ impl SimNode {
             .map(address_of)
             .collect();
         let storage: Arc<dyn Storage> = self.store.clone();
-        let authority = crate::trust::trust().authority.clone();
-        let core = Core::new(sim_config(), authority, me, seeds, storage, seed, now)
-            .expect("a core starts");
+        let trust = crate::trust::trust().for_node(self.id);
+        let core =
+            Core::new(sim_config(), trust, me, seeds, storage, seed, now).expect("a core starts");
         self.core = Some(core);
         self.drain(now, out);
     }

@@ -3,29 +3,52 @@
 //! nornd runs, and every ring the simulator commits is signed as `norn
 //! admin commit` signs it.
 
-use std::sync::OnceLock;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, OnceLock};
 
-use norn_net::certs;
+use norn_core::Trust;
+use norn_net::certs::{self, Issued};
 use norn_proto::ClientRole;
-use norn_ring::Ring;
-use norn_trust::{RingAuthority, RingSigner};
+use norn_ring::{NodeId, Ring};
+use norn_trust::{Authority, RecordSigner, RingSigner};
 
 /// The CA the simulated nodes trust and the admin key that signs rings.
 #[derive(Debug)]
 pub(crate) struct SimTrust {
-    pub(crate) authority: RingAuthority,
+    authority: Authority,
+    ca: Issued,
     signer: RingSigner,
-    /// The one signing time of the process, within the admin
-    /// certificate's validity (signatures carry no other wall-clock time
-    /// into the run).
-    signed_at: u64,
+    /// Node keys, issued on first use.
+    node_keys: Mutex<BTreeMap<NodeId, Arc<RecordSigner>>>,
 }
 
 impl SimTrust {
-    /// `ring` signed by the simulated admin.
+    /// What simulated node `id` trusts, and its key (a real node
+    /// certificate for its id, the same across its restarts).
+    pub(crate) fn for_node(&self, id: NodeId) -> Trust {
+        let mut keys = self.node_keys.lock().unwrap_or_else(|p| p.into_inner());
+        let own_key = keys
+            .entry(id)
+            .or_insert_with(|| {
+                let name = format!("sim-{id}");
+                let issued = certs::issue_node(&self.ca, &name, id).expect("a node certificate");
+                Arc::new(
+                    RecordSigner::from_pem(&issued.cert_pem, &issued.key_pem).expect("a node key"),
+                )
+            })
+            .clone();
+        Trust {
+            authority: self.authority.clone(),
+            own_key,
+        }
+    }
+
+    /// `ring` signed by the simulated admin, now (nodes take a commit
+    /// only when signed within minutes: the wall clock, not virtual time;
+    /// it changes the signature's bytes, never what a run does).
     pub(crate) fn sign(&self, ring: &Ring) -> Ring {
         self.signer
-            .sign(ring, self.signed_at)
+            .sign_now(ring)
             .expect("the simulated admin signs")
     }
 }
@@ -36,14 +59,11 @@ pub(crate) fn trust() -> &'static SimTrust {
     TRUST.get_or_init(|| {
         let ca = certs::new_ca("norn-sim").expect("a CA");
         let admin = certs::issue_client(&ca, "sim-admin", ClientRole::Admin).expect("an admin");
-        let signed_at = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("a clock after 1970")
-            .as_secs();
         SimTrust {
-            authority: RingAuthority::from_pem(&ca.cert_pem).expect("the CA"),
+            authority: Authority::from_pem(&ca.cert_pem).expect("the CA"),
             signer: RingSigner::from_pem(&admin.cert_pem, &admin.key_pem).expect("the admin"),
-            signed_at,
+            ca,
+            node_keys: Mutex::default(),
         }
     })
 }

@@ -127,6 +127,7 @@ async fn final_state(config: &str, out: &str) -> anyhow::Result<()> {
                 bucket: BUCKET.as_bytes().to_vec(),
                 key: key.as_bytes().to_vec(),
             }],
+            admission: None,
         };
         let mut digests = BTreeSet::new();
         let (mut answered, mut holders) = (0, 0);
