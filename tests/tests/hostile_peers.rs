@@ -3,7 +3,8 @@
 //! identity, counted in `norn_requests_refused_total`, and change nothing
 //! (the test reads the replicas, the hint queues and the ring afterwards).
 //! Certificates of another CA, self-signed and missing ones are refused at
-//! the handshake (`tests/cluster.rs`).
+//! the handshake (`tests/cluster.rs`); forged rings, revoked certificates
+//! and rotation are in `tests/ring_trust.rs`.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;

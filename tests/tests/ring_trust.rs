@@ -309,6 +309,14 @@ async fn a_revoked_certificate_is_refused_everywhere_within_seconds() {
             !reachable(&fresh, &cluster, index).await,
             "after, node {index}"
         );
+        // Refused, counted, and logged once with the identity it names.
+        assert!(metric(&cluster, index, "norn_quic_handshakes_refused_total") >= 1);
+        let refusals = cluster
+            .log(index)
+            .lines()
+            .filter(|l| l.contains("refused a revoked certificate") && l.contains("mallory"))
+            .count();
+        assert_eq!(refusals, 1, "node {index}");
     }
     // Others are still served.
     let admin = cluster.endpoint_as_client("other", ClientRole::Data);
@@ -340,6 +348,22 @@ async fn a_node_takes_a_new_certificate_on_sighup_without_restarting() {
         "node 0 serves the renewed certificate",
         Duration::from_secs(20),
         || async { metric(&cluster, 0, "norn_certificate_expiry_seconds") < 91 * 86_400 },
+    )
+    .await;
+    // Its member record, as its peers hold it, is signed with the new key.
+    let renewed_fingerprint = fingerprint_of_pem(&renewed.cert_pem).expect("fingerprint");
+    let n1 = cluster.nodes[0].id;
+    wait_until(
+        "peers hold n1's record signed anew",
+        Duration::from_secs(20),
+        || async {
+            cluster.members(1).await.iter().any(|m| {
+                m.member.id == n1
+                    && m.member.proof.as_ref().is_some_and(|p| {
+                        norn_trust::fingerprint(&p.certificate) == renewed_fingerprint
+                    })
+            })
+        },
     )
     .await;
     // `norn admin members` shows what each member presents now.

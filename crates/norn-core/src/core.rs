@@ -457,6 +457,17 @@ impl Core {
         }
     }
 
+    /// Takes new trust (certificates rotated): rings and records are judged
+    /// by its CA from now on, and this node's record is signed again with
+    /// its key, so that a later revocation of the old certificate does not
+    /// void the record.
+    pub fn set_trust(&mut self, trust: Trust) {
+        self.trust = trust;
+        self.admissions.clear();
+        self.node.membership.clear_own_proof();
+        self.sign_own_record();
+    }
+
     /// Signs this node's own record again if its identity changed since
     /// it was last signed (at the start, and when a peer remembered a later
     /// life of this node).

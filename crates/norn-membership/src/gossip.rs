@@ -150,6 +150,11 @@ impl Membership {
         &self.me
     }
 
+    /// Drops the signature of this node's own record, to be signed again.
+    pub fn clear_own_proof(&mut self) {
+        self.me.proof = None;
+    }
+
     /// Sets the signature of this node's own record (over its identity as
     /// it is now).
     pub fn set_own_proof(&mut self, proof: RecordProof) {

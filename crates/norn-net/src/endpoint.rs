@@ -77,6 +77,9 @@ pub struct Endpoint {
     /// Connections being served, by QUIC stable id, with the fingerprint
     /// of the peer's certificate: closed when it is revoked.
     served: Arc<std::sync::Mutex<HashMap<usize, (quinn::Connection, CertificateFingerprint)>>>,
+    /// Incoming connections refused at the handshake (no certificate,
+    /// another CA's, expired, revoked, no norn identity).
+    handshakes_refused: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// The pooled connection to one address, if any; locked while dialing.
@@ -224,6 +227,7 @@ impl Endpoint {
             pool: Default::default(),
             revoked,
             served: Default::default(),
+            handshakes_refused: Default::default(),
         })
     }
 
@@ -319,6 +323,12 @@ impl Endpoint {
         })
     }
 
+    /// Incoming connections refused at the handshake so far.
+    pub fn handshakes_refused(&self) -> u64 {
+        self.handshakes_refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// This endpoint's own identity, from its certificate (none when
     /// anonymous).
     pub fn identity(&self) -> Option<&PeerIdentity> {
@@ -332,11 +342,14 @@ impl Endpoint {
         while let Some(incoming) = self.endpoint.accept().await {
             let (handler, limits) = (handler.clone(), self.limits);
             let (served, revoked) = (self.served.clone(), self.revoked.clone());
+            let refused = self.handshakes_refused.clone();
+            let count_refusal = move || refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             tokio::spawn(async move {
                 let remote = incoming.remote_address();
                 let connection = match incoming.await {
                     Ok(connection) => connection,
                     Err(e) => {
+                        count_refusal();
                         tracing::warn!(peer = %remote, error = %e, "refused connection: TLS handshake failed");
                         return;
                     }
@@ -344,6 +357,7 @@ impl Endpoint {
                 let (peer, certificate) = match peer_certificate(&connection) {
                     Ok(peer) => peer,
                     Err(e) => {
+                        count_refusal();
                         tracing::warn!(peer = %remote, error = %e, "refused connection");
                         connection.close(1u32.into(), b"no norn identity");
                         return;

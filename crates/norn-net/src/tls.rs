@@ -48,22 +48,41 @@ impl std::fmt::Display for PeerIdentity {
 /// Certificates refused at every handshake, by fingerprint: shared by an
 /// endpoint's verifiers, replaced whole when the ring's list changes.
 #[derive(Debug, Clone, Default)]
-pub struct Revoked(Arc<RwLock<HashSet<CertificateFingerprint>>>);
+pub struct Revoked {
+    set: Arc<RwLock<HashSet<CertificateFingerprint>>>,
+    /// Revoked certificates whose refusal was logged (a revoked peer
+    /// retries every gossip round: one line each, not one per attempt).
+    logged: Arc<std::sync::Mutex<HashSet<CertificateFingerprint>>>,
+}
+
+/// Distinct revoked certificates whose refusal is logged.
+const REVOKED_REFUSALS_LOGGED: usize = 4096;
 
 impl Revoked {
-    /// Whether the certificate `der` is revoked.
-    pub fn covers(&self, der: &[u8]) -> bool {
-        self.covers_fingerprint(&norn_trust::fingerprint(der))
+    /// Whether the certificate `der` is revoked; logs the first refusal of
+    /// each, with the identity it names.
+    fn refuses(&self, der: &CertificateDer<'_>) -> bool {
+        let fingerprint = norn_trust::fingerprint(der.as_ref());
+        if !self.covers_fingerprint(&fingerprint) {
+            return false;
+        }
+        let mut logged = self.logged.lock().unwrap_or_else(|p| p.into_inner());
+        if logged.len() < REVOKED_REFUSALS_LOGGED && logged.insert(fingerprint) {
+            let identity = identity_from_certificate(der)
+                .map_or_else(|| "no norn identity".to_string(), |i| i.to_string());
+            tracing::warn!(%identity, fingerprint = %norn_trust::fingerprint_hex(&fingerprint), "refused a revoked certificate at the handshake");
+        }
+        true
     }
 
     pub fn covers_fingerprint(&self, fingerprint: &CertificateFingerprint) -> bool {
-        let set = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let set = self.set.read().unwrap_or_else(|p| p.into_inner());
         set.contains(fingerprint)
     }
 
     /// Makes `certificates` the revoked set.
     pub fn replace(&self, certificates: &BTreeSet<CertificateFingerprint>) {
-        let mut set = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let mut set = self.set.write().unwrap_or_else(|p| p.into_inner());
         *set = certificates.iter().copied().collect();
     }
 }
@@ -90,7 +109,7 @@ impl ClientCertVerifier for ClientVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        if self.revoked.covers(end_entity.as_ref()) {
+        if self.revoked.refuses(end_entity) {
             return Err(revoked_error());
         }
         self.inner
@@ -136,7 +155,7 @@ impl ServerCertVerifier for ServerVerifier {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        if self.revoked.covers(end_entity.as_ref()) {
+        if self.revoked.refuses(end_entity) {
             return Err(revoked_error());
         }
         self.inner

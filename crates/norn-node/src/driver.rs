@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use norn_core::{CallFailure, CallId, Caller, Core, Destination, Effect, SyncToken, Timer, Token};
+use norn_core::{
+    CallFailure, CallId, Caller, Core, Destination, Effect, SyncToken, Timer, Token, Trust,
+};
 use norn_net::Endpoint;
 use norn_proto::{ErrorCode, ErrorReply, MemberInfo, Request, Response};
 use norn_ring::Ring;
@@ -48,6 +50,8 @@ enum Input {
         ok: bool,
     },
     View(View),
+    /// New certificates were loaded: judge by and sign with these.
+    Trust(Trust),
 }
 
 /// A handle to a running driver, for the endpoint's and the HTTP API's
@@ -80,6 +84,11 @@ impl DriverHandle {
     }
 
     /// Reads a view of the core; `None` once it stopped.
+    /// Hands the core the trust of newly loaded certificates.
+    pub(crate) async fn set_trust(&self, trust: Trust) {
+        let _ = self.inputs.send(Input::Trust(trust)).await;
+    }
+
     pub(crate) async fn view<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> View) -> Option<T> {
         let (tx, rx) = oneshot::channel();
         self.inputs.send(Input::View(make(tx))).await.ok()?;
@@ -260,6 +269,7 @@ impl Driver {
                 self.start_sync();
             }
             Input::View(view) => self.answer_view(view),
+            Input::Trust(trust) => self.core.set_trust(trust),
         }
     }
 

@@ -85,6 +85,21 @@ fn check_expiry(path: &str, not_after: SystemTime) -> Result<(), NodeError> {
     }
 }
 
+/// What a node with `tls` (loaded from `config`'s files) trusts, and the
+/// key it signs its member record with.
+fn trust_of(config: &NodeConfig, tls: &TlsMaterial) -> Result<Trust, NodeError> {
+    let read = |path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|e| io_error(path.display(), e))
+    };
+    Ok(Trust {
+        authority: Authority::new(tls.ca_der().to_vec())?,
+        own_key: Arc::new(RecordSigner::from_pem(
+            &read(&config.tls.cert)?,
+            &read(&config.tls.key)?,
+        )?),
+    })
+}
+
 impl Node {
     /// Opens the node's storage and endpoint, as `config` says. Refuses to
     /// start with a private key readable by others, a certificate that is not
@@ -135,16 +150,7 @@ impl Node {
             incarnation: identity.incarnation,
         };
         let storage: Arc<dyn Storage> = storage;
-        let read = |path: &std::path::Path| {
-            std::fs::read_to_string(path).map_err(|e| io_error(path.display(), e))
-        };
-        let trust = Trust {
-            authority: Authority::new(tls.ca_der().to_vec())?,
-            own_key: Arc::new(RecordSigner::from_pem(
-                &read(&config.tls.cert)?,
-                &read(&config.tls.key)?,
-            )?),
-        };
+        let trust = trust_of(&config, &tls)?;
         let core = span.in_scope(|| {
             tracing::info!(address = %advertised, incarnation = identity.incarnation, "node started");
             Core::new(
@@ -256,7 +262,14 @@ impl Node {
         let tls = TlsMaterial::load(&self.config.tls_files())?;
         let expires = tls.own_not_after()?;
         check_expiry(&self.config.tls.cert.display().to_string(), expires)?;
+        let trust = trust_of(&self.config, &tls)?;
+        if trust.own_key.node() != self.id {
+            return Err(NodeError::NotANodeCertificate {
+                found: format!("node {}, not this node ({})", trust.own_key.node(), self.id),
+            });
+        }
         self.endpoint.reload(&tls).await?;
+        self.driver.set_trust(trust).await;
         *self
             .certificate_expires
             .lock()
@@ -287,8 +300,12 @@ impl Node {
         format!(
             "{core}{}# HELP norn_certificate_expiry_seconds Seconds until the node certificate expires (negative: expired).\n\
              # TYPE norn_certificate_expiry_seconds gauge\n\
-             norn_certificate_expiry_seconds {left:.0}\n",
-            self.http_counters.render()
+             norn_certificate_expiry_seconds {left:.0}\n\
+             # HELP norn_quic_handshakes_refused_total Incoming QUIC connections refused at the TLS handshake (no certificate, another CA's, expired, revoked).\n\
+             # TYPE norn_quic_handshakes_refused_total counter\n\
+             norn_quic_handshakes_refused_total {}\n",
+            self.http_counters.render(),
+            self.endpoint.handshakes_refused()
         )
     }
 }
