@@ -12,7 +12,7 @@ use norn_core::{CallId, Caller, Core, CoreConfig, Effect, NodeIdentity, Trust};
 use norn_proto::{ClientRole, FrameDecoder, Request};
 use norn_ring::NodeId;
 use norn_storage::{Store, StoreOptions};
-use norn_trust::RingAuthority;
+use norn_trust::{Authority, RecordSigner};
 
 fn caller(pick: u64) -> Caller {
     match pick % 5 {
@@ -24,13 +24,20 @@ fn caller(pick: u64) -> Caller {
     }
 }
 
-/// A cluster CA for the node to judge ring proofs by, made once.
-fn authority() -> RingAuthority {
-    static AUTHORITY: OnceLock<RingAuthority> = OnceLock::new();
-    AUTHORITY
+/// A cluster CA for the node to judge rings and records by, and the
+/// node's own key, made once.
+fn trust() -> Trust {
+    static TRUST: OnceLock<Trust> = OnceLock::new();
+    TRUST
         .get_or_init(|| {
             let ca = norn_net::certs::new_ca("fuzz").expect("a CA");
-            RingAuthority::from_pem(&ca.cert_pem).expect("the CA")
+            let node = norn_net::certs::issue_node(&ca, "n1", NodeId(1)).expect("a node");
+            Trust {
+                authority: Authority::from_pem(&ca.cert_pem).expect("the CA"),
+                own_key: Arc::new(
+                    RecordSigner::from_pem(&node.cert_pem, &node.key_pem).expect("the key"),
+                ),
+            }
         })
         .clone()
 }
