@@ -2,7 +2,7 @@
 # `make cluster-stop`: stops the nodes of ./cluster by their pids (SIGTERM,
 # then SIGKILL after 10 s), leaving their data and logs for inspection.
 set -euo pipefail
-DIR="$(cd "$(dirname "$0")/.." && pwd)/cluster"
+DIR=${CLUSTER_DIR:-"$(cd "$(dirname "$0")/.." && pwd)/cluster"}
 if [ ! -f "$DIR/pids" ]; then echo "no cluster is running"; exit 0; fi
 # shellcheck source=tools/cluster-lib.sh
 source "$(dirname "$0")/cluster-lib.sh"

@@ -8,10 +8,11 @@ set -euo pipefail
 NODES=${NODES:-3}
 # PROFILE=debug runs the debug binaries (no release build; for development).
 # NODE_CONFIG is TOML appended to every node's config (say, "[anti_entropy]
-# enabled = false").
+# enabled = false"). BUILD=0 uses the binaries as built; CLUSTER_DIR puts
+# the cluster elsewhere than ./cluster (tests do both).
 PROFILE=${PROFILE:-release}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DIR="$ROOT/cluster"
+DIR=${CLUSTER_DIR:-"$ROOT/cluster"}
 BIN="$ROOT/target/$PROFILE"
 NORN="$BIN/norn"
 
@@ -26,10 +27,11 @@ if [ -n "$(live_pids)" ]; then
   exit 0
 fi
 
-case "$PROFILE" in
-  release) echo "building release binaries (the first build compiles RocksDB: 15-25 minutes on 2 cores)"
+case "${BUILD:-1}:$PROFILE" in
+  0:release|0:debug) ;;
+  *:release) echo "building release binaries (the first build compiles RocksDB: 15-25 minutes on 2 cores)"
            cargo build --release --quiet --workspace --bins ;;
-  debug)   cargo build --quiet --workspace --bins ;;
+  *:debug)   cargo build --quiet --workspace --bins ;;
   *)       echo "PROFILE must be release or debug" >&2; exit 2 ;;
 esac
 
@@ -61,6 +63,9 @@ listen = "127.0.0.1:0"
 seeds = [$seed]
 data_dir = "n$i"
 
+[http]
+listen = "127.0.0.1:0"
+
 [tls]
 ca_cert = "certs/ca.pem"
 cert = "certs/n$i.pem"
@@ -74,14 +79,19 @@ wait_for_file() { # path
   echo "timed out waiting for $1" >&2; return 1
 }
 
-start_node() { # index; pins the node's config to the port it got, so a restart keeps it
+start_node() { # index; pins the node's config to the ports it got (QUIC and HTTP), so a restart keeps them
   local i=$1
   "$BIN/nornd" --config "$DIR/n$i.toml" > "$DIR/n$i.log" 2>&1 &
   local pid=$!
   started+=("$pid")
   echo "$pid" >> "$DIR/pids"
   wait_for_file "$DIR/n$i/address"
-  sed -i "s/^listen = .*/listen = \"$(tr -d '\n' < "$DIR/n$i/address")\"/" "$DIR/n$i.toml"
+  wait_for_file "$DIR/n$i/http_address"
+  local quic http
+  quic=$(tr -d '\n' < "$DIR/n$i/address")
+  http=$(tr -d '\n' < "$DIR/n$i/http_address")
+  sed -i -e "/^\[node\]/,/^\[/ s/^listen = .*/listen = \"$quic\"/" \
+    -e "/^\[http\]/,/^\[/ s/^listen = .*/listen = \"$http\"/" "$DIR/n$i.toml"
 }
 
 write_config 1 ""
