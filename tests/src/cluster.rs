@@ -269,27 +269,17 @@ partition_bits = {bits}
         }
     }
 
-    /// Sends SIGTERM to node `index` and waits (up to 10 s) for it to exit.
     /// Sends SIGHUP to node `index` (by its pid): it reloads its
     /// certificates.
     pub fn hangup(&self, index: usize) {
         let child = self.nodes[index].child.as_ref().expect("node is running");
-        let sent = Command::new("kill")
-            .arg("-HUP")
-            .arg(child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(sent.success(), "kill -HUP {}", child.id());
+        signal(child, "-HUP");
     }
 
+    /// Sends SIGTERM to node `index` and waits (up to 10 s) for it to exit.
     pub fn terminate(&mut self, index: usize) -> std::process::ExitStatus {
         let mut child = self.nodes[index].child.take().expect("node is running");
-        let sent = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status()
-            .expect("kill");
-        assert!(sent.success(), "kill -TERM {}", child.id());
+        signal(&child, "-TERM");
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
@@ -331,6 +321,19 @@ partition_bits = {bits}
                 _ => std::thread::sleep(Duration::from_millis(20)),
             }
         }
+    }
+
+    /// The value of metric `name` (unlabelled) on node `index`'s
+    /// `/metrics`.
+    pub fn metric(&self, index: usize, name: &str) -> f64 {
+        let url = format!("http://{}/metrics", self.http_address(index));
+        let (status, _, body) = crate::http::curl(&[&url]);
+        assert_eq!(status, 200, "metrics of node {index}");
+        let prefix = format!("{name} ");
+        body.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in the metrics of node {index}: {body}"))
     }
 
     pub fn address(&self, index: usize) -> SocketAddr {
@@ -857,6 +860,16 @@ pub fn copy_dir(from: &Path, to: &Path) {
                 .unwrap_or_else(|e| panic!("{}: {e}", entry.path().display()));
         }
     }
+}
+
+/// Sends `signal` (`-HUP`, `-TERM`) to `child` by its pid.
+fn signal(child: &Child, signal: &str) {
+    let sent = Command::new("kill")
+        .arg(signal)
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(sent.success(), "kill {signal} {}", child.id());
 }
 
 pub(crate) fn write_pair(dir: &Path, name: &str, issued: &Issued) -> TlsFiles {

@@ -75,13 +75,7 @@ fn assert_forbidden(response: &Response, what: &str) {
 
 /// The node's `norn_requests_refused_total`.
 fn refused_count(cluster: &TestCluster, index: usize) -> u64 {
-    let url = format!("http://{}/metrics", cluster.http_address(index));
-    let (status, _, body) = curl(&[&url]);
-    assert_eq!(status, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix("norn_requests_refused_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the refusal counter")
+    cluster.metric(index, "norn_requests_refused_total") as u64
 }
 
 /// Nothing the attacks aimed at changed: no replica holds `victim`, `kept`
@@ -319,14 +313,9 @@ async fn an_unadmitted_node_may_announce_itself_and_nothing_more() {
         .any(|l| l.contains("refused a request") && l.contains(&stranger_id.to_string())));
 }
 
+/// The node's `norn_gossip_records_refused_total`.
 fn records_refused(cluster: &TestCluster, index: usize) -> u64 {
-    let url = format!("http://{}/metrics", cluster.http_address(index));
-    let (status, _, body) = curl(&[&url]);
-    assert_eq!(status, 200);
-    body.lines()
-        .find_map(|l| l.strip_prefix("norn_gossip_records_refused_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the record refusal counter")
+    cluster.metric(index, "norn_gossip_records_refused_total") as u64
 }
 
 /// A digest from member `from` carrying its own record and `relayed`.
@@ -630,12 +619,6 @@ async fn expired_and_not_yet_valid_certificates_are_refused() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("expired"), "{stderr}");
-    let (status, _, body) = curl(&[&format!("http://{}/metrics", cluster.http_address(0))]);
-    assert_eq!(status, 200);
-    let seconds: f64 = body
-        .lines()
-        .find_map(|l| l.strip_prefix("norn_certificate_expiry_seconds "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the expiry gauge");
+    let seconds = cluster.metric(0, "norn_certificate_expiry_seconds");
     assert!(seconds > 300.0 * 86_400.0, "{seconds}");
 }

@@ -11,7 +11,6 @@ use norn_net::Endpoint;
 use norn_proto::{ClientRole, ErrorCode, Request, Response};
 use norn_ring::{NodeId, Ring, RingMember, RingProof};
 use norn_tests::cluster::{wait_until, TestCluster};
-use norn_tests::http::curl;
 use norn_trust::{fingerprint_of_pem, Authority, RingSigner, TrustError};
 use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
 use rustls_pki_types::pem::PemObject;
@@ -169,14 +168,7 @@ fn refused_count(cluster: &TestCluster, index: usize) -> u64 {
 }
 
 fn metric(cluster: &TestCluster, index: usize, name: &str) -> u64 {
-    let url = format!("http://{}/metrics", cluster.http_address(index));
-    let (status, _, body) = curl(&[&url]);
-    assert_eq!(status, 200);
-    let prefix = format!("{name} ");
-    body.lines()
-        .find_map(|l| l.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or_else(|| panic!("no {name} in {body}")) as u64
+    cluster.metric(index, name) as u64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -281,9 +281,7 @@ impl Core {
                 true
             }
             Err(refused) => {
-                if self.refusals_logged.len() < MAX_REFUSALS_LOGGED
-                    && self.refusals_logged.insert((caller.clone(), "admission"))
-                {
+                if self.first_refusal(caller, "admission") {
                     tracing::warn!(peer = %caller, %refused, "refused a hand-over's proof of admission");
                 }
                 false
@@ -291,14 +289,20 @@ impl Core {
         }
     }
 
+    /// Whether this is the first refusal of `kind` from `caller` (then it
+    /// is logged; later ones are only counted, so that a flood cannot fill
+    /// the log).
+    fn first_refusal(&mut self, caller: &Caller, kind: &'static str) -> bool {
+        self.refusals_logged.len() < MAX_REFUSALS_LOGGED
+            && self.refusals_logged.insert((caller.clone(), kind))
+    }
+
     /// The refusal of a request `caller` may not make: counted, and logged
     /// once per caller and request kind.
     fn refuse(&mut self, caller: &Caller, role: access::Role, request: &Request) -> Response {
         let kind = access::kind(request);
         self.node.metrics.count(Counter::RequestsRefused, 1);
-        if self.refusals_logged.len() < MAX_REFUSALS_LOGGED
-            && self.refusals_logged.insert((caller.clone(), kind))
-        {
+        if self.first_refusal(caller, kind) {
             tracing::warn!(peer = %caller, ?role, request = kind, "refused a request its certificate does not allow");
         }
         error(
@@ -311,9 +315,7 @@ impl Core {
     /// once per caller.
     fn refuse_ring(&mut self, caller: &Caller, ring: &Ring, refused: &TrustError) -> Response {
         self.node.metrics.count(Counter::RequestsRefused, 1);
-        if self.refusals_logged.len() < MAX_REFUSALS_LOGGED
-            && self.refusals_logged.insert((caller.clone(), "ring_push"))
-        {
+        if self.first_refusal(caller, "ring_push") {
             tracing::warn!(peer = %caller, version = ring.version(), %refused, "refused a ring no admin signed");
         }
         error(
@@ -401,60 +403,44 @@ impl Core {
     /// node knows of their identity (address, incarnation, state...)
     /// without their own signature: a relay carries heartbeats and signed
     /// records, never makes one. The sender's own record is first-hand.
-    fn without_forged_records(&mut self, caller: &Caller, message: GossipMessage) -> GossipMessage {
-        let GossipMessage::Digest {
-            from,
-            mut members,
-            staged,
-            ring_version,
-            ring_fingerprint,
-        } = message
-        else {
+    fn without_forged_records(
+        &mut self,
+        caller: &Caller,
+        mut message: GossipMessage,
+    ) -> GossipMessage {
+        let GossipMessage::Digest { from, members, .. } = &mut message else {
             return message;
         };
         let before = members.len();
         let (membership, revoked) = (&self.node.membership, self.node.revoked());
-        members = members
-            .into_iter()
-            .filter_map(|mut record| {
-                let known = if record.id == self.node.id {
-                    Some(membership.me())
-                } else {
-                    membership.peer(record.id)
-                };
-                match known {
-                    _ if record.id == from => {}
-                    // Only the heartbeat and hand-offs may have moved: keep
-                    // the signature this node holds (a relay cannot strip
-                    // or swap it).
-                    Some(known) if known.same_identity(&record) => {
-                        record.proof = known.proof.clone();
-                    }
-                    _ => self.trust.authority.check_record(&record, revoked).ok()?,
+        members.retain_mut(|record| {
+            let known = if record.id == self.node.id {
+                Some(membership.me())
+            } else {
+                membership.peer(record.id)
+            };
+            match known {
+                _ if record.id == *from => true,
+                // Only the heartbeat and hand-offs may have moved: keep the
+                // signature this node holds (a relay cannot strip or swap
+                // it).
+                Some(known) if known.same_identity(record) => {
+                    record.proof = known.proof.clone();
+                    true
                 }
-                Some(record)
-            })
-            .collect();
+                _ => self.trust.authority.check_record(record, revoked).is_ok(),
+            }
+        });
         let dropped = before - members.len();
         if dropped > 0 {
             self.node
                 .metrics
                 .count(Counter::RecordsRefused, dropped as u64);
-            if self.refusals_logged.len() < MAX_REFUSALS_LOGGED
-                && self
-                    .refusals_logged
-                    .insert((caller.clone(), "member_record"))
-            {
+            if self.first_refusal(caller, "member_record") {
                 tracing::warn!(peer = %caller, dropped, "dropped relayed member records that change a node's identity without its signature");
             }
         }
-        GossipMessage::Digest {
-            from,
-            members,
-            staged,
-            ring_version,
-            ring_fingerprint,
-        }
+        message
     }
 
     /// Takes new trust (certificates rotated): rings and records are judged

@@ -192,10 +192,16 @@ impl Driver {
         self.started.elapsed().as_millis() as u64
     }
 
-    /// Runs until `shutdown` completes; then syncs what the core wrote.
-    pub(crate) async fn run(mut self, shutdown: oneshot::Receiver<()>) {
+    /// Carries out what the core decided when it was made (its first
+    /// timers, the certificates its ring revokes); call before the
+    /// endpoint serves, so that no connection comes before them.
+    pub(crate) fn start(&mut self) {
         let effects = self.core.take_effects();
         self.execute(effects);
+    }
+
+    /// Runs until `shutdown` completes; then syncs what the core wrote.
+    pub(crate) async fn run(mut self, shutdown: oneshot::Receiver<()>) {
         let mut shutdown = std::pin::pin!(shutdown);
         loop {
             let wake = self

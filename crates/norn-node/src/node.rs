@@ -163,10 +163,6 @@ impl Node {
                 0,
             )
         })?;
-        // Refused from the first connection on, before the driver runs.
-        if let Some(ring) = core.ring() {
-            endpoint.refuse(ring.revoked());
-        }
         let (driver, handle) = Driver::new(
             core,
             endpoint.clone(),
@@ -196,7 +192,7 @@ impl Node {
         self: Arc<Self>,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> Result<(), NodeError> {
-        let Some(driver) = self
+        let Some(mut driver) = self
             .unstarted
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -205,6 +201,7 @@ impl Node {
             return Ok(());
         };
         let (stop, stopped) = oneshot::channel();
+        self.span.in_scope(|| driver.start());
         let driving = tokio::spawn(driver.run(stopped).instrument(self.span.clone()));
         let handler: Handler = {
             let driver = self.driver.clone();

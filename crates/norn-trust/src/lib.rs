@@ -403,6 +403,21 @@ impl Authority {
         self.check(ring, revoked)
     }
 
+    /// [`Authority::check_successor`] for a ring an admin hands a node to
+    /// commit: also refused when signed more than [`CLOCK_SKEW_SECS`] ago
+    /// (an admin commits a ring it signed just now).
+    pub fn check_commit(&self, ring: &Ring, current: Option<&Ring>) -> Result<String, TrustError> {
+        let admin = self.check_successor(ring, current)?;
+        let signed_at = ring.proof().map_or(0, |p| p.signed_at);
+        if signed_at.saturating_add(CLOCK_SKEW_SECS) < now_secs() {
+            return Err(TrustError::SignedAt {
+                signed_at,
+                reason: "more than 10 minutes ago, for a commit",
+            });
+        }
+        Ok(admin)
+    }
+
     /// Whether `member` carries its own node's signature over its identity,
     /// by a certificate valid when it signed and not in `revoked`.
     pub fn check_record(
