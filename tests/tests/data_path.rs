@@ -443,3 +443,23 @@ async fn the_readme_client_example_runs() {
         "{stdout}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_reach_r_when_a_replica_they_asked_is_gone() {
+    let mut cluster = TestCluster::new(3);
+    cluster.form(3).await;
+    let keys: Vec<String> = (0..20).map(|i| format!("spare-{i}")).collect();
+    for key in &keys {
+        let reply = cluster
+            .put(0, key, Some(key.as_bytes()), None, q(3, 2, 3))
+            .await;
+        assert!(matches!(reply, Response::Written(_)), "{reply:?}");
+    }
+    // Killed, and read from before the others see it down: a read that
+    // asked it must turn to the replica it left out.
+    cluster.kill(2);
+    for key in &keys {
+        let read = value(cluster.get(0, key, q(3, 2, 2)).await);
+        assert_eq!(live(&read), vec![key.as_bytes().to_vec()], "{key}");
+    }
+}

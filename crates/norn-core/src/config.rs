@@ -54,6 +54,14 @@ pub struct DataSection {
     /// Let fallbacks stand in (with a hint) for primaries that are down; off,
     /// writes go to reachable primaries only.
     pub hinted_handoff: bool,
+    /// Percent of reads, 0..=100, that ask every replica rather than only
+    /// R of them, so that read repair reaches the rest as well. Reads whose
+    /// replies disagree ask the rest regardless.
+    pub read_repair_percent: u8,
+    /// After this long without R replies, 1..=600,000 ms, a read asks the
+    /// replicas it left out (a speculative read); one that fails is
+    /// replaced at once.
+    pub speculative_read_ms: u64,
 }
 
 impl Default for DataSection {
@@ -68,6 +76,8 @@ impl Default for DataSection {
             request_timeout_ms: 5_000,
             hint_delivery_interval_ms: 1_000,
             hinted_handoff: true,
+            read_repair_percent: 10,
+            speculative_read_ms: 50,
         }
     }
 }
@@ -255,6 +265,12 @@ impl CoreConfig {
             || !(100..=600_000).contains(&data.hint_delivery_interval_ms)
         {
             return Err("data.request_timeout_ms must be 10..=600000 and data.hint_delivery_interval_ms 100..=600000".into());
+        }
+        if data.read_repair_percent > 100 || !(1..=600_000).contains(&data.speculative_read_ms) {
+            return Err(
+                "data.read_repair_percent must be 0..=100 and data.speculative_read_ms 1..=600000"
+                    .into(),
+            );
         }
         Ok(())
     }

@@ -118,6 +118,7 @@ impl Core {
         };
         let mut membership = Membership::new(member, ring.clone(), config.membership, rng.gen());
         membership.add_seeds(seeds);
+        let coordinator = Coordinator::new(rng.gen());
         tracing::info!(lifetime = %format_args!("{:016x}", lifetime.id()), "dots of this run belong to a fresh lifetime");
         let mut core = Core {
             trust,
@@ -125,7 +126,7 @@ impl Core {
             admissions: HashSet::new(),
             verifier: Verifier::new(config.anti_entropy.max_bytes_per_sec),
             transfers: Transfers::new(config.transfers.max_bytes_per_sec),
-            coordinator: Coordinator::default(),
+            coordinator,
             handoff: Handoff::default(),
             node: NodeState {
                 now,
@@ -543,6 +544,7 @@ impl Core {
             Timer::AntiEntropy => self.verifier.on_tick(node),
             Timer::Transfers => self.transfers.on_tick(node),
             Timer::Deadline(op) => self.coordinator.on_deadline(node, op),
+            Timer::Speculate(op) => self.coordinator.on_speculate(node, op),
             Timer::Throttle(Job::Verification) => self.verifier.on_throttle(node),
             Timer::Throttle(Job::Transfer) => self.transfers.on_throttle(node),
         }

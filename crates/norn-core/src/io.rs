@@ -73,6 +73,8 @@ pub enum Timer {
     Transfers,
     /// A coordinated client request reaches its deadline.
     Deadline(u64),
+    /// A coordinated read without R replies asks the replicas it left out.
+    Speculate(u64),
     /// A throttled background job may send again.
     Throttle(Job),
 }

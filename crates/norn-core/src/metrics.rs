@@ -38,6 +38,7 @@ impl Histogram {
 pub enum Counter {
     QuorumFailures,
     ReadRepairs,
+    SpeculativeReads,
     HintsDelivered,
     GossipRounds,
     Exchanges,
@@ -51,9 +52,10 @@ pub enum Counter {
 }
 
 impl Counter {
-    const ALL: [Counter; 12] = [
+    const ALL: [Counter; 13] = [
         Counter::QuorumFailures,
         Counter::ReadRepairs,
+        Counter::SpeculativeReads,
         Counter::HintsDelivered,
         Counter::GossipRounds,
         Counter::Exchanges,
@@ -76,6 +78,10 @@ impl Counter {
             Counter::ReadRepairs => (
                 "norn_read_repairs_total",
                 "Stale replicas sent the merged object after a read.",
+            ),
+            Counter::SpeculativeReads => (
+                "norn_speculative_reads_total",
+                "Reads that asked the replicas they left out, R replies not in after data.speculative_read_ms.",
             ),
             Counter::HintsDelivered => (
                 "norn_hints_delivered_total",

@@ -22,6 +22,8 @@ use norn_proto::{ErrorCode, QuorumOptions, Response};
 use norn_ring::{NodeId, Partition, PreferenceList};
 use norn_storage::DataKey;
 pub use quorum::{Quorum, QuorumDefaults, QuorumError};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
 pub use read::{ReadOutcome, ReadTally};
 pub use write::{choose_write_targets, WriteOutcome, WriteReceipt, WriteTally, WriteTarget};
 
@@ -59,8 +61,10 @@ struct Forward {
 }
 
 /// The coordinations in progress on one node.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Coordinator {
+    /// Draws which reads ask every replica.
+    rng: SmallRng,
     next_op: u64,
     gets: BTreeMap<u64, get::GetOp>,
     puts: BTreeMap<u64, put::PutOp>,
@@ -69,6 +73,18 @@ pub(crate) struct Coordinator {
 }
 
 impl Coordinator {
+    /// No coordinations yet; `seed` drives its random choices.
+    pub(crate) fn new(seed: u64) -> Coordinator {
+        Coordinator {
+            rng: SmallRng::seed_from_u64(seed),
+            next_op: 0,
+            gets: BTreeMap::new(),
+            puts: BTreeMap::new(),
+            forwards: BTreeMap::new(),
+            waiting: HashMap::new(),
+        }
+    }
+
     fn next_op(&mut self) -> u64 {
         self.next_op += 1;
         self.next_op

@@ -41,6 +41,20 @@ impl ReadTally {
         }
     }
 
+    /// Counts `node` among the replicas asked (once).
+    pub fn ask(&mut self, node: NodeId, primary: bool) {
+        if !self.targets.iter().any(|(n, _)| *n == node) {
+            self.targets.push((node, primary));
+        }
+    }
+
+    /// Whether some replica answered with less than the merge of all
+    /// replies: read repair has work to do.
+    pub fn replies_disagree(&self) -> bool {
+        self.merged()
+            .is_some_and(|merged| !self.stale_replicas(&merged).is_empty())
+    }
+
     fn is_pending(&self, node: NodeId) -> bool {
         self.targets.iter().any(|(n, _)| *n == node)
             && !self.failed.contains(&node)
