@@ -51,6 +51,9 @@ for i in $(seq 1 "$NODES"); do "$NORN" certs node "n$i" --dir "$DIR/certs" >/dev
 "$NORN" certs client admin --role admin --dir "$DIR/certs" >/dev/null
 "$NORN" certs client data --role data --dir "$DIR/certs" >/dev/null
 
+# The nodes share this machine's cores rather than each taking all of them.
+THREADS=$(( $(nproc) / NODES )); [ "$THREADS" -ge 1 ] || THREADS=1
+
 write_config() { # index seed
   local i=$1
   local seed=$2
@@ -62,6 +65,7 @@ zone = "zone-$zone"
 listen = "127.0.0.1:0"
 seeds = [$seed]
 data_dir = "n$i"
+threads = $THREADS
 
 [http]
 listen = "127.0.0.1:0"

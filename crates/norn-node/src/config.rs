@@ -92,6 +92,11 @@ pub struct NodeSection {
     pub seeds: Vec<String>,
     /// Directory of the node's database and run files.
     pub data_dir: PathBuf,
+    /// Worker threads of the node's runtime, 1..=1024; default: the
+    /// machine's cores. Nodes that share a machine do better splitting its
+    /// cores than each taking all of them.
+    #[serde(default)]
+    pub threads: Option<usize>,
 }
 
 /// Where the node's certificates are.
@@ -266,6 +271,11 @@ impl NodeConfig {
         }
         if self.node.seeds.len() > 64 {
             return Err("node.seeds holds more than 64 addresses".into());
+        }
+        if let Some(threads) = self.node.threads {
+            if !(1..=1024).contains(&threads) {
+                return Err(format!("node.threads {threads} must be 1..=1024"));
+            }
         }
         Ok(())
     }
