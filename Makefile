@@ -5,7 +5,7 @@ CARGO ?= cargo
 NODES ?= 3
 PROFILE ?= release
 
-.PHONY: deps build test lint fmt bench bench-storage bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop
+.PHONY: deps build test lint fmt bench bench-etcd bench-storage bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop
 
 ## Installs missing system packages, then builds RocksDB's library once
 ## for every profile (tools/rocksdb-lib.sh; .cargo/config.toml links it).
@@ -28,6 +28,7 @@ test: deps
 lint: deps
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p norn-bench --features etcd --all-targets -- -D warnings
 	$(CARGO) check --manifest-path fuzz/Cargo.toml
 
 fmt:
@@ -55,10 +56,15 @@ cluster: deps
 cluster-stop:
 	@tools/cluster-stop.sh
 
-## YCSB A, B, C at the standard settings against the local cluster (starts
-## one if none is up); DURATION=60 KEYS=100000 by default.
+## YCSB A, B, C and A with DW=2 at the standard settings against the local
+## cluster (starts one if none is up); DURATION=60 KEYS=100000 by default.
 bench: deps
 	@tools/bench.sh
+
+## The same workloads against a 3-member etcd on loopback (installs
+## Debian's etcd-server when missing), in the same table.
+bench-etcd: deps
+	@tools/bench-etcd.sh
 
 ## Deterministic simulation over many seeds (make test runs 200); a
 ## failing seed prints the command that replays it. SEEDS=10000 FROM=0.

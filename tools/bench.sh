@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `make bench`: YCSB A, B and C against the local cluster at the standard
 # settings (3 nodes, N=3, R=W=2, 1 KiB values, 100,000 keys preloaded, 32
-# requests in flight, one bench process, 60 s per workload), then a table
+# requests in flight, one bench process, 60 s per workload), and A again
+# with DW=2 (every acknowledged write fsynced on two replicas), then a table
 # with throughput, percentiles, the nodes' CPU per operation and their RSS.
 # Starts a cluster with `make cluster` when none is up (and leaves it up).
 # DURATION and KEYS override the run length and key count.
@@ -39,21 +40,24 @@ export NORN_CONFIG="$DIR/client.toml"
 echo "preloading $KEYS keys"
 "$BENCH" --workload c --keys "$KEYS" --preload --ops 1 --json > /dev/null
 HZ=$(getconf CLK_TCK)
-results=()
-for workload in a b c; do
-  before=$(node_ticks)
-  json=$("$BENCH" --workload "$workload" --keys "$KEYS" --duration-s "$DURATION" -n 3 -r 2 -w 2 --in-flight 32 --json)
-  after=$(node_ticks)
-  results+=("$json|$(( after - before ))|$(node_rss_mib)")
+# The preload leaves flushes and compactions running: wait (up to 60 s)
+# until the nodes are idle, so that the first workload is not charged.
+for _ in $(seq 1 60); do
+  before=$(node_ticks); sleep 1
+  (( $(node_ticks) - before < HZ / 10 )) && break
 done
-
-python3 - "$HZ" "${results[@]}" <<'PY'
-import json, sys
-hz = int(sys.argv[1])
-print(f"{'workload':<9}{'ops/s':>10}{'p50 us':>9}{'p95 us':>9}{'p99 us':>9}{'p99.9 us':>10}{'errors':>8}{'node CPU us/op':>16}{'bench CPU us/op':>17}  node RSS MiB")
-for entry in sys.argv[2:]:
-    raw, ticks, rss = entry.split("|")
-    r = json.loads(raw)
-    cpu_us = int(ticks) * 1_000_000 / hz / max(r["operations"], 1)
-    print(f"{r['workload']:<9}{r['ops_per_s']:>10.0f}{r['p50_us']:>9}{r['p95_us']:>9}{r['p99_us']:>9}{r['p999_us']:>10}{sum(r['errors'].values()):>8}{cpu_us:>16.1f}{r['bench_cpu_us_per_op']:>17.1f}  {rss}")
-PY
+results=()
+run() { # label workload [norn-bench arguments]
+  local label=$1 workload=$2
+  shift 2
+  local before after json
+  before=$(node_ticks)
+  json=$("$BENCH" --workload "$workload" --keys "$KEYS" --duration-s "$DURATION" -n 3 -r 2 -w 2 --in-flight 32 --json "$@")
+  after=$(node_ticks)
+  results+=("$label|$json|$(( after - before ))|$(node_rss_mib)")
+}
+run A a
+run B b
+run C c
+run "A DW=2" a --dw 2
+python3 "$ROOT/tools/bench-table.py" "$HZ" "${results[@]}"

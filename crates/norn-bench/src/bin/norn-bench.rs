@@ -52,6 +52,19 @@ struct Args {
     r: Option<u8>,
     #[arg(short = 'w', long)]
     w: Option<u8>,
+    /// Replicas that must have the write on disk (fsynced) before it is
+    /// acknowledged.
+    #[arg(long)]
+    dw: Option<u8>,
+    /// Load an etcd cluster instead, through its gRPC API at these
+    /// comma-separated endpoints (http://host:port), for comparison; needs
+    /// the `etcd` feature. N, R, W and DW do not apply.
+    #[arg(long, value_delimiter = ',')]
+    etcd: Option<Vec<String>>,
+    /// With --etcd: serializable reads (any member answers from its own
+    /// copy) instead of linearizable ones (through the leader's quorum).
+    #[arg(long)]
+    serializable: bool,
     /// How the client picks among a key's replicas.
     #[arg(long, value_enum, default_value = "round-robin")]
     policy: PolicyArg,
@@ -83,16 +96,58 @@ fn error_kind(error: &ClientError) -> String {
     }
 }
 
+/// What the workers load.
+enum Store {
+    Norn {
+        client: Box<Client>,
+        options: QuorumOptions,
+    },
+    #[cfg(feature = "etcd")]
+    Etcd(norn_bench::etcd::Etcd),
+}
+
 struct Shared {
-    client: Client,
+    store: Store,
     args: Args,
-    options: QuorumOptions,
     chooser: KeyChooser,
     issued: AtomicU64,
     completed: AtomicU64,
 }
 
 impl Shared {
+    /// Reads `key`; its context, for a store that has one, or the kind of
+    /// error.
+    async fn read(&self, key: &str) -> Result<Option<Context>, String> {
+        match &self.store {
+            Store::Norn { client, options } => client
+                .get(BUCKET, key, *options)
+                .await
+                .map(|r| Some(r.context))
+                .map_err(|e| error_kind(&e)),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(etcd) => etcd.read(key).await.map(|()| None),
+        }
+    }
+
+    /// Writes `value` to `key` over `context`; the new context, for a store
+    /// that has one, or the kind of error.
+    async fn write(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        context: Option<Context>,
+    ) -> Result<Option<Context>, String> {
+        match &self.store {
+            Store::Norn { client, options } => client
+                .put(BUCKET, key, value, context, *options)
+                .await
+                .map(|r| Some(r.context))
+                .map_err(|e| error_kind(&e)),
+            #[cfg(feature = "etcd")]
+            Store::Etcd(etcd) => etcd.write(key, value).await.map(|()| None),
+        }
+    }
+
     /// Claims the next operation, or `None` when the run is over.
     fn claim(&self, deadline: Instant) -> bool {
         match self.args.ops {
@@ -119,45 +174,24 @@ async fn run_worker(
         let key = key_name(index);
         let started = Instant::now();
         let outcome = match shared.args.workload.next(&mut rng) {
-            Operation::Read => shared
-                .client
-                .get(BUCKET, &key, shared.options)
-                .await
-                .map(|r| {
-                    contexts.insert(index, r.context);
-                }),
+            Operation::Read => shared.read(&key).await,
             Operation::Update => {
                 let context = contexts.get(&index).cloned();
-                shared
-                    .client
-                    .put(BUCKET, &key, value.clone(), context, shared.options)
-                    .await
-                    .map(|r| {
-                        contexts.insert(index, r.context);
-                    })
+                shared.write(&key, value.clone(), context).await
             }
-            Operation::ReadModifyWrite => {
-                match shared.client.get(BUCKET, &key, shared.options).await {
-                    Ok(read) => shared
-                        .client
-                        .put(
-                            BUCKET,
-                            &key,
-                            value.clone(),
-                            Some(read.context),
-                            shared.options,
-                        )
-                        .await
-                        .map(|r| {
-                            contexts.insert(index, r.context);
-                        }),
-                    Err(e) => Err(e),
-                }
-            }
+            Operation::ReadModifyWrite => match shared.read(&key).await {
+                Ok(context) => shared.write(&key, value.clone(), context).await,
+                Err(e) => Err(e),
+            },
         };
+        let outcome = outcome.map(|context| {
+            if let Some(context) = context {
+                contexts.insert(index, context);
+            }
+        });
         match outcome {
             Ok(()) => latencies.record((started.elapsed().as_micros() as u64).max(1))?,
-            Err(e) => *errors.entry(error_kind(&e)).or_insert(0) += 1,
+            Err(kind) => *errors.entry(kind).or_insert(0) += 1,
         }
         shared.completed.fetch_add(1, Ordering::Relaxed);
     }
@@ -197,18 +231,12 @@ async fn preload(shared: &Arc<Shared>) -> anyhow::Result<()> {
                 loop {
                     let index = next.fetch_add(1, Ordering::Relaxed);
                     if index >= shared.args.keys {
-                        return Ok::<(), ClientError>(());
+                        return Ok::<(), anyhow::Error>(());
                     }
                     shared
-                        .client
-                        .put(
-                            BUCKET,
-                            &key_name(index),
-                            value.clone(),
-                            None,
-                            shared.options,
-                        )
-                        .await?;
+                        .write(&key_name(index), value.clone(), None)
+                        .await
+                        .map_err(|kind| anyhow::anyhow!("{kind}"))?;
                     shared.completed.fetch_add(1, Ordering::Relaxed);
                 }
             })
@@ -222,6 +250,17 @@ async fn preload(shared: &Arc<Shared>) -> anyhow::Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "etcd")]
+async fn etcd_store(endpoints: &[String], serializable: bool) -> anyhow::Result<Store> {
+    let etcd = norn_bench::etcd::Etcd::connect(endpoints, serializable).await?;
+    Ok(Store::Etcd(etcd))
+}
+
+#[cfg(not(feature = "etcd"))]
+async fn etcd_store(_endpoints: &[String], _serializable: bool) -> anyhow::Result<Store> {
+    anyhow::bail!("--etcd needs norn-bench built with --features etcd (make bench-etcd does)")
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -230,25 +269,34 @@ async fn main() -> anyhow::Result<()> {
         .clone()
         .or_else(|| std::env::var_os("NORN_CONFIG").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("cluster/client.toml"));
-    let mut options = ClientOptions::from_config_file(&config)?;
-    options.policy = match args.policy {
-        PolicyArg::RoundRobin => Policy::RoundRobin,
-        PolicyArg::LeastOutstanding => Policy::LeastOutstanding,
-        PolicyArg::LowestLatency => Policy::LowestLatency,
-    };
-    let client = Client::connect(options)
-        .await
-        .with_context(|| format!("connecting with {}", config.display()))?;
-    let quorum = QuorumOptions {
-        n: args.n,
-        r: args.r,
-        w: args.w,
-        ..QuorumOptions::default()
+    let store = match &args.etcd {
+        Some(endpoints) => etcd_store(endpoints, args.serializable).await?,
+        None => {
+            let mut options = ClientOptions::from_config_file(&config)?;
+            options.policy = match args.policy {
+                PolicyArg::RoundRobin => Policy::RoundRobin,
+                PolicyArg::LeastOutstanding => Policy::LeastOutstanding,
+                PolicyArg::LowestLatency => Policy::LowestLatency,
+            };
+            let client = Client::connect(options)
+                .await
+                .with_context(|| format!("connecting with {}", config.display()))?;
+            let options = QuorumOptions {
+                n: args.n,
+                r: args.r,
+                w: args.w,
+                dw: args.dw,
+                ..QuorumOptions::default()
+            };
+            Store::Norn {
+                client: Box::new(client),
+                options,
+            }
+        }
     };
     let chooser = KeyChooser::new(args.distribution, args.keys);
     let shared = Arc::new(Shared {
-        client,
-        options: quorum,
+        store,
         chooser,
         issued: AtomicU64::new(0),
         completed: AtomicU64::new(0),
