@@ -447,6 +447,10 @@ async fn the_readme_client_example_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_reach_r_when_a_replica_they_asked_is_gone() {
     let mut cluster = TestCluster::new(3);
+    // Every read asks R replicas only, unless one fails or is slow.
+    for index in 0..3 {
+        cluster.configure(index, "[data]\nread_repair_percent = 0\n");
+    }
     cluster.form(3).await;
     let keys: Vec<String> = (0..20).map(|i| format!("spare-{i}")).collect();
     for key in &keys {

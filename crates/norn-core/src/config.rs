@@ -54,9 +54,9 @@ pub struct DataSection {
     /// Let fallbacks stand in (with a hint) for primaries that are down; off,
     /// writes go to reachable primaries only.
     pub hinted_handoff: bool,
-    /// Percent of reads, 0..=100, that ask every replica rather than only
-    /// R of them, so that read repair reaches the rest as well. Reads whose
-    /// replies disagree ask the rest regardless.
+    /// Percent of reads, 0..=100 (default 100), that ask every replica
+    /// rather than only R of them, so that read repair reaches the rest as
+    /// well. Reads whose replies disagree ask the rest regardless.
     pub read_repair_percent: u8,
     /// After this long without R replies, 1..=600,000 ms, a read asks the
     /// replicas it left out (a speculative read); one that fails is
@@ -76,7 +76,7 @@ impl Default for DataSection {
             request_timeout_ms: 5_000,
             hint_delivery_interval_ms: 1_000,
             hinted_handoff: true,
-            read_repair_percent: 10,
+            read_repair_percent: 100,
             speculative_read_ms: 50,
         }
     }
