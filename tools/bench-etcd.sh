@@ -11,6 +11,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DURATION=${DURATION:-60}
 KEYS=${KEYS:-100000}
 BENCH="$ROOT/target/release/norn-bench"
+# shellcheck source=tools/cluster-lib.sh
+source "$ROOT/tools/cluster-lib.sh"
 
 if ! command -v etcd >/dev/null; then
   echo "installing etcd-server (Debian)"
@@ -70,17 +72,6 @@ for attempt in 1 2 3; do
 done
 echo "etcd 3 members up: $endpoints"
 
-server_ticks() {
-  local total=0
-  for pid in "${PIDS[@]}"; do
-    read -r -a stat < <(sed 's/.*) //' "/proc/$pid/stat")
-    total=$(( total + stat[11] + stat[12] ))
-  done
-  echo "$total"
-}
-server_rss_mib() {
-  for pid in "${PIDS[@]}"; do awk '/VmRSS/ { printf "%d ", $2 / 1024 }' "/proc/$pid/status"; done
-}
 
 echo "preloading $KEYS keys"
 "$BENCH" --etcd "$endpoints" --workload c --keys "$KEYS" --preload --ops 1 --json > /dev/null
@@ -90,10 +81,10 @@ run() { # label workload [norn-bench arguments]
   local label=$1 workload=$2
   shift 2
   local before after json
-  before=$(server_ticks)
+  before=$(pids_ticks)
   json=$("$BENCH" --etcd "$endpoints" --workload "$workload" --keys "$KEYS" --duration-s "$DURATION" --in-flight 32 --json "$@")
-  after=$(server_ticks)
-  results+=("$label|$json|$(( after - before ))|$(server_rss_mib)")
+  after=$(pids_ticks)
+  results+=("$label|$json|$(( after - before ))|$(pids_rss_mib)")
 }
 run "etcd A" a
 run "etcd B" b

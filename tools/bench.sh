@@ -23,18 +23,6 @@ fi
 cargo build --release --quiet --workspace --bins
 mapfile -t PIDS < <(live_pids)
 
-# CPU ticks (user + system) of every node, summed.
-node_ticks() {
-  local total=0
-  for pid in "${PIDS[@]}"; do
-    read -r -a stat < <(sed 's/.*) //' "/proc/$pid/stat")
-    total=$(( total + stat[11] + stat[12] ))
-  done
-  echo "$total"
-}
-node_rss_mib() {
-  for pid in "${PIDS[@]}"; do awk '/VmRSS/ { printf "%d ", $2 / 1024 }' "/proc/$pid/status"; done
-}
 
 export NORN_CONFIG="$DIR/client.toml"
 echo "preloading $KEYS keys"
@@ -43,18 +31,18 @@ HZ=$(getconf CLK_TCK)
 # The preload leaves flushes and compactions running: wait (up to 60 s)
 # until the nodes are idle, so that the first workload is not charged.
 for _ in $(seq 1 60); do
-  before=$(node_ticks); sleep 1
-  (( $(node_ticks) - before < HZ / 10 )) && break
+  before=$(pids_ticks); sleep 1
+  (( $(pids_ticks) - before < HZ / 10 )) && break
 done
 results=()
 run() { # label workload [norn-bench arguments]
   local label=$1 workload=$2
   shift 2
   local before after json
-  before=$(node_ticks)
+  before=$(pids_ticks)
   json=$("$BENCH" --workload "$workload" --keys "$KEYS" --duration-s "$DURATION" -n 3 -r 2 -w 2 --in-flight 32 --json "$@")
-  after=$(node_ticks)
-  results+=("$label|$json|$(( after - before ))|$(node_rss_mib)")
+  after=$(pids_ticks)
+  results+=("$label|$json|$(( after - before ))|$(pids_rss_mib)")
 }
 run A a
 run B b
