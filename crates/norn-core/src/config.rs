@@ -54,7 +54,7 @@ pub struct DataSection {
     /// Let fallbacks stand in (with a hint) for primaries that are down; off,
     /// writes go to reachable primaries only.
     pub hinted_handoff: bool,
-    /// Percent of reads, 0..=100 (default 100), that ask every replica
+    /// Percent of reads, 0..=100 (default 10), that ask every replica
     /// rather than only R of them, so that read repair reaches the rest as
     /// well. Reads whose replies disagree ask the rest regardless.
     pub read_repair_percent: u8,
@@ -76,7 +76,7 @@ impl Default for DataSection {
             request_timeout_ms: 5_000,
             hint_delivery_interval_ms: 1_000,
             hinted_handoff: true,
-            read_repair_percent: 100,
+            read_repair_percent: 10,
             speculative_read_ms: 50,
         }
     }

@@ -634,7 +634,20 @@ struct ReplicaWrite<'a> {
 
 /// The replica side of a write: merge, and keep a hint when standing in
 /// for `hint_for`; with `sync`, answered once the write is on disk.
+/// The refusal of a replica write by a node that could not hand it over
+/// ([`NodeState::can_hand_over`]); the coordinator or sender looks for
+/// another replica.
+fn not_a_member() -> Response {
+    error(
+        ErrorCode::Unavailable,
+        "this node is not a member of the ring it holds; nothing was written",
+    )
+}
+
 fn replica_put(node: &mut NodeState, call: CallId, write: ReplicaWrite<'_>) {
+    if !node.can_hand_over() {
+        return node.reply(call, not_a_member());
+    }
     let data_key = match data_key_in(node, write.bucket, write.key) {
         Ok(key) => key,
         Err(refusal) => return node.reply(call, refusal),
@@ -691,6 +704,9 @@ fn data_key_in(
 fn serve_replica(node: &mut NodeState, call: CallId, request: &Request) {
     if let Request::ReplicaPutMany { ring_version, .. } = request {
         node.newest_ring_seen = node.newest_ring_seen.max(*ring_version);
+        if !node.can_hand_over() {
+            return node.reply(call, not_a_member());
+        }
     }
     match node.serve_replica(request) {
         Some(served) if served.after_sync => node.out.sync(AfterSync::Reply {

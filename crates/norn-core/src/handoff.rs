@@ -1,8 +1,12 @@
 //! Hinted handoff: a fallback that stored a write for an unreachable
 //! primary delivers it once it sees that primary up again. Hints go a page
-//! ([`HINT_PAGE`]) at a time, all of a page at once; the target fsyncs each
-//! before it acknowledges (deliveries arriving together share an fsync),
-//! and only a synced acknowledgement deletes the hint. Then a fallback
+//! ([`HINT_PAGE`]) at a time, all of a page at once, each as a one-key
+//! hand-over (`ReplicaPutMany`): the target fsyncs it before it
+//! acknowledges (deliveries arriving together share an fsync), and only
+//! that acknowledgement deletes the hint. A hand-over carries the
+//! fallback's proof of admission when its ring no longer names it, so that
+//! a fallback dropped by a ring that lost no record of it (a concurrent
+//! commit) can still deliver. Then a fallback
 //! that is not a primary of the key for the object's N (the largest it was
 //! written with, which may pass the hint's) drops its own copy, unless a
 //! newer write arrived meanwhile or it holds hints for other targets.
@@ -13,7 +17,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use norn_clock::Object;
-use norn_proto::{codec, Response};
+use norn_proto::{codec, KeyObject, KeyRef, Request, Response};
 use norn_ring::NodeId;
 use norn_storage::storage::HintId;
 use norn_storage::{Change, DataKey, Durability};
@@ -22,7 +26,7 @@ use crate::io::{CallFailure, Timer, Token};
 use crate::metrics::Counter;
 use crate::node::NodeState;
 use crate::outbox::Route;
-use crate::replica::{self, HintPayload};
+use crate::replica::HintPayload;
 
 /// Hints read from storage and delivered at a time.
 pub const HINT_PAGE: usize = 64;
@@ -139,7 +143,18 @@ impl Handoff {
             // over its context resolves its siblings.
             return Ok(false);
         }
-        let request = replica::put_request(&key, datum.n, &object, None, true);
+        let request = Request::ReplicaPutMany {
+            n: datum.n,
+            ring_version: ring.version(),
+            items: vec![KeyObject {
+                key: KeyRef {
+                    bucket: key.bucket.clone(),
+                    key: key.key.clone(),
+                },
+                object,
+            }],
+            admission: node.handover_admission(),
+        };
         let token = node.send_to(Route::Handoff, target, request).ok_or(())?;
         self.waiting.insert(
             token,
@@ -164,7 +179,8 @@ impl Handoff {
             return;
         };
         let target = delivered.target;
-        let synced = matches!(reply, Ok(Response::Stored { synced: true }));
+        // A hand-over's reply comes after the target's fsync.
+        let synced = matches!(reply, Ok(Response::StoredMany { count: 1 }));
         if synced {
             self.delivered(node, delivered);
         }

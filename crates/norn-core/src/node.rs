@@ -152,14 +152,29 @@ impl NodeState {
         self.ring.as_deref().map_or(&NONE, Ring::revoked)
     }
 
+    /// Whether this node could hand data it stores over to other members:
+    /// its ring names it as a member or a departed one, or it keeps the
+    /// last ring that named it. A node that is none of these (its join is
+    /// not in its ring yet, or lost to a concurrent commit) must not store
+    /// replica writes: no member would take them from it.
+    pub(crate) fn can_hand_over(&self) -> bool {
+        let departed = self
+            .ring
+            .as_ref()
+            .is_some_and(|ring| ring.departed().contains(&self.id));
+        self.named_in_ring() || departed || self.admission.is_some()
+    }
+
+    fn named_in_ring(&self) -> bool {
+        self.ring
+            .as_ref()
+            .is_some_and(|ring| ring.members().contains_key(&self.id))
+    }
+
     /// What this node's hand-over requests carry to prove it was admitted:
     /// nothing while its ring names it, else the last ring that did.
     pub(crate) fn handover_admission(&self) -> Option<Box<Ring>> {
-        let named = self
-            .ring
-            .as_ref()
-            .is_some_and(|ring| ring.members().contains_key(&self.id));
-        if named {
+        if self.named_in_ring() {
             return None;
         }
         self.admission.as_deref().cloned().map(Box::new)
@@ -169,11 +184,7 @@ impl NodeState {
     /// it drops this node, the ring it replaces is kept as the node's
     /// admission (persisted as well).
     pub(crate) fn adopt_ring(&mut self, ring: Ring) {
-        let dropped_me = !ring.members().contains_key(&self.id)
-            && self
-                .ring
-                .as_ref()
-                .is_some_and(|old| old.members().contains_key(&self.id));
+        let dropped_me = !ring.members().contains_key(&self.id) && self.named_in_ring();
         if dropped_me {
             let old = self.ring.clone();
             if let Some(encoded) = old
