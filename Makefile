@@ -5,7 +5,7 @@ CARGO ?= cargo
 NODES ?= 3
 PROFILE ?= release
 
-.PHONY: deps build test lint fmt bench bench-etcd bench-storage bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop
+.PHONY: deps build test lint fmt bench bench-etcd bench-storage bench-latency bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop
 
 ## Installs missing system packages, then builds RocksDB's library once
 ## for every profile (tools/rocksdb-lib.sh; .cargo/config.toml links it).
@@ -37,6 +37,10 @@ fmt:
 ## Put and get throughput of norn-storage beside raw RocksDB.
 bench-storage: deps
 	$(CARGO) bench --workspace --bench storage
+
+## What nornd's latency capture (for `norn admin pbs`) costs per sample.
+bench-latency: deps
+	$(CARGO) bench -p norn-core --bench latency
 
 ## Fuzzes every decoder reachable from the network and the core's request
 ## handler, FUZZ_SECONDS (60) each; FUZZ_TARGETS picks some. Installs

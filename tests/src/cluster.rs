@@ -553,6 +553,25 @@ partition_bits = {bits}
         }
     }
 
+    /// Runs the `norn` CLI in the cluster's directory as the admin; its
+    /// standard output, or a panic with its standard error.
+    pub fn norn(&self, args: &[&str]) -> String {
+        let config = self.write_client_config();
+        let output = std::process::Command::new(bin_dir().join("norn"))
+            .current_dir(self.dir.path())
+            .arg("--config")
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("norn runs");
+        assert!(
+            output.status.success(),
+            "norn {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
     /// Writes a client config for the admin certificate listing every
     /// started node, as `make cluster` does; returns its path.
     pub fn write_client_config(&self) -> PathBuf {

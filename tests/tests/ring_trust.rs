@@ -140,25 +140,6 @@ fn a_ring_proof_names_an_admin_of_this_ca_and_covers_the_whole_ring() {
     ));
 }
 
-/// Runs the `norn` CLI in the cluster's directory as the admin; its
-/// standard output, or a panic with its standard error.
-fn norn(cluster: &TestCluster, args: &[&str]) -> String {
-    let config = cluster.write_client_config();
-    let output = std::process::Command::new(norn_tests::cluster::bin_dir().join("norn"))
-        .current_dir(cluster.dir.path())
-        .arg("--config")
-        .arg(&config)
-        .args(args)
-        .output()
-        .expect("norn runs");
-    assert!(
-        output.status.success(),
-        "norn {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
 fn ring_push(from: NodeId, ring: Ring) -> Request {
     Request::Gossip(GossipMessage::RingPush { from, ring })
 }
@@ -360,7 +341,7 @@ async fn a_node_takes_a_new_certificate_on_sighup_without_restarting() {
     .await;
     // `norn admin members` shows what each member presents now.
     let members: Vec<serde_json::Value> =
-        serde_json::from_str(&norn(&cluster, &["admin", "members", "--json"])).expect("json");
+        serde_json::from_str(&cluster.norn(&["admin", "members", "--json"])).expect("json");
     let days_of = |name: &str| {
         members
             .iter()

@@ -317,7 +317,7 @@ pub async fn revoke(session: &Session, certificates: &[String]) -> anyhow::Resul
 }
 
 /// The members the session's node knows, with whether it sees them up.
-async fn known_members(session: &Session) -> anyhow::Result<Vec<MemberInfo>> {
+pub(crate) async fn known_members(session: &Session) -> anyhow::Result<Vec<MemberInfo>> {
     match session.call(Request::AdminMembers).await? {
         Response::Members(members) => Ok(members),
         other => Err(unexpected(other)),

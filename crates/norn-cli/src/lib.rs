@@ -5,7 +5,9 @@
 //! - [`data`]: `norn get | put | delete`, `norn admin replica-get | hints`.
 //! - [`admin`]: `norn admin members | ring | join | plan | commit`, and their
 //!   human and `--json` output.
+//! - [`models`]: `norn admin pbs | model`.
 
 pub mod admin;
 pub mod certs;
 pub mod data;
+pub mod models;

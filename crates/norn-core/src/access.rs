@@ -112,7 +112,8 @@ pub fn allowed(request: &Request) -> Roles {
         | Request::AdminRepair { .. }
         | Request::AdminRepairProgress
         | Request::AdminRepairStatus
-        | Request::AdminTransfers => ADMIN,
+        | Request::AdminTransfers
+        | Request::AdminLatencies => ADMIN,
     }
 }
 
@@ -145,6 +146,7 @@ pub fn kind(request: &Request) -> &'static str {
         Request::AdminRepairProgress => "admin_repair_progress",
         Request::AdminRepairStatus => "admin_repair_status",
         Request::AdminTransfers => "admin_transfers",
+        Request::AdminLatencies => "admin_latencies",
     }
 }
 

@@ -24,6 +24,7 @@ use crate::coordinator::{Coordinator, PutArgs};
 use crate::error::CoreError;
 use crate::handoff::Handoff;
 use crate::io::{CallFailure, CallId, Caller, Destination, Effect, Job, SyncToken, Timer, Token};
+use crate::latency::{LatencyBook, LatencyKind};
 use crate::metrics::{Counter, Gauges, Metrics};
 use crate::node::{error, NodeState, ADMISSION_META, RING_META};
 use crate::outbox::{AfterSync, Outbox, Route};
@@ -73,6 +74,7 @@ pub struct Core {
     transfers: Transfers,
     /// Judges rings and relayed member records; signs this node's record.
     trust: Trust,
+    latencies: LatencyBook,
 }
 
 impl Core {
@@ -128,6 +130,7 @@ impl Core {
             transfers: Transfers::new(config.transfers.max_bytes_per_sec),
             coordinator,
             handoff: Handoff::default(),
+            latencies: LatencyBook::new(now),
             node: NodeState {
                 now,
                 started_ms: now,
@@ -259,6 +262,17 @@ impl Core {
         }
     }
 
+    /// A latency the shell measured at `now` (see [`crate::latency`]).
+    pub fn observe(&mut self, now: u64, kind: LatencyKind, micros: u64) {
+        self.latencies.record(now, kind, micros);
+    }
+
+    /// What this node measured (see [`crate::latency`]), as
+    /// `AdminLatencies` answers.
+    pub fn latencies(&self) -> norn_proto::NodeLatencies {
+        self.latencies.report(self.node.id)
+    }
+
     /// Whether `ring`, carried by a hand-over of `caller`, is an
     /// admin-signed ring that names it. Checked signatures are remembered
     /// (up to [`MAX_ADMISSIONS_KEPT`]), so a transfer's batches cost one.
@@ -350,6 +364,7 @@ impl Core {
             Request::AdminTransfers => {
                 Response::Transfers(self.transfers.views.values().cloned().collect())
             }
+            Request::AdminLatencies => Response::Latencies(self.latencies.report(node.id)),
             _ => error(
                 ErrorCode::BadRequest,
                 "not a request this node answers here",

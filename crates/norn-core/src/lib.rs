@@ -33,6 +33,7 @@ pub mod error;
 pub mod exchange;
 pub mod handoff;
 pub mod io;
+pub mod latency;
 pub mod metrics;
 mod node;
 mod outbox;
@@ -50,3 +51,4 @@ pub use crate::error::CoreError;
 pub use crate::io::{
     CallFailure, CallId, Caller, Destination, Effect, Job, SyncToken, Timer, Token,
 };
+pub use crate::latency::LatencyKind;

@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use norn_core::{
-    CallFailure, CallId, Caller, Core, Destination, Effect, SyncToken, Timer, Token, Trust,
+    CallFailure, CallId, Caller, Core, Destination, Effect, LatencyKind, SyncToken, Timer, Token,
+    Trust,
 };
 use norn_net::Endpoint;
-use norn_proto::{ErrorCode, ErrorReply, MemberInfo, Request, Response};
+use norn_proto::{ErrorCode, ErrorReply, MemberInfo, NodeLatencies, Request, Response};
 use norn_ring::Ring;
 use norn_storage::Storage;
 use tokio::sync::{mpsc, oneshot};
@@ -31,6 +32,7 @@ pub(crate) enum View {
     Metrics(oneshot::Sender<String>),
     Ring(oneshot::Sender<Option<Arc<Ring>>>),
     Members(oneshot::Sender<Vec<MemberInfo>>),
+    Latencies(oneshot::Sender<NodeLatencies>),
 }
 
 /// What arrives for the core.
@@ -44,6 +46,8 @@ enum Input {
     Reply {
         token: Token,
         reply: Result<Response, CallFailure>,
+        /// The round trip of a replica request answered, in microseconds.
+        round_trip: Option<(LatencyKind, u64)>,
     },
     Synced {
         tokens: Vec<SyncToken>,
@@ -144,12 +148,43 @@ pub(crate) struct Driver {
     endpoint: Arc<Endpoint>,
     storage: Arc<dyn Storage>,
     started: Instant,
-    calls: HashMap<CallId, oneshot::Sender<Response>>,
+    calls: HashMap<CallId, Waiting>,
     next_call: u64,
     timers: Timers,
     sync_running: bool,
     sync_waiting: Vec<SyncToken>,
     span: tracing::Span,
+}
+
+/// A caller waiting for the core's answer.
+#[derive(Debug)]
+struct Waiting {
+    reply: oneshot::Sender<Response>,
+    /// For a replica request, what its service time counts as and when it
+    /// arrived.
+    served: Option<(LatencyKind, Instant)>,
+}
+
+/// What serving `request` counts as, for the latency histograms.
+fn service_kind(request: &Request) -> Option<LatencyKind> {
+    match request {
+        Request::ReplicaPut { .. } => Some(LatencyKind::WriteService),
+        Request::ReplicaGet { .. } => Some(LatencyKind::ReadService),
+        _ => None,
+    }
+}
+
+/// What the round trip of `request` to `to` counts as.
+fn round_trip_kind(to: &Destination, request: &Request) -> Option<LatencyKind> {
+    match (to, request) {
+        (Destination::Node { id, .. }, Request::ReplicaPut { .. }) => {
+            Some(LatencyKind::WriteRoundTrip(*id))
+        }
+        (Destination::Node { id, .. }, Request::ReplicaGet { .. }) => {
+            Some(LatencyKind::ReadRoundTrip(*id))
+        }
+        _ => None,
+    }
 }
 
 impl std::fmt::Debug for Driver {
@@ -261,10 +296,20 @@ impl Driver {
             } => {
                 self.next_call += 1;
                 let call = CallId(self.next_call);
-                self.calls.insert(call, reply);
+                let served = service_kind(&request).map(|kind| (kind, Instant::now()));
+                self.calls.insert(call, Waiting { reply, served });
                 self.core.on_request(now, call, caller, request);
             }
-            Input::Reply { token, reply } => self.core.on_reply(now, token, reply),
+            Input::Reply {
+                token,
+                reply,
+                round_trip,
+            } => {
+                if let Some((kind, micros)) = round_trip {
+                    self.core.observe(now, kind, micros);
+                }
+                self.core.on_reply(now, token, reply);
+            }
             Input::Synced { tokens, ok } => {
                 self.sync_running = false;
                 if ok {
@@ -290,6 +335,9 @@ impl Driver {
             View::Members(tx) => {
                 let _ = tx.send(self.core.members());
             }
+            View::Latencies(tx) => {
+                let _ = tx.send(self.core.latencies());
+            }
         }
     }
 
@@ -303,8 +351,12 @@ impl Driver {
                     timeout_ms,
                 } => self.send(to, token, request, timeout_ms),
                 Effect::Reply { call, response } => {
-                    if let Some(waiter) = self.calls.remove(&call) {
-                        let _ = waiter.send(response);
+                    if let Some(waiting) = self.calls.remove(&call) {
+                        if let Some((kind, arrived)) = waiting.served {
+                            let micros = arrived.elapsed().as_micros() as u64;
+                            self.core.observe(self.now_ms(), kind, micros);
+                        }
+                        let _ = waiting.reply.send(response);
                     }
                 }
                 Effect::Sync { token } => {
@@ -328,7 +380,9 @@ impl Driver {
     fn send(&self, to: Destination, token: Token, request: Request, timeout_ms: u64) {
         let (endpoint, handle) = (self.endpoint.clone(), self.handle.clone());
         let timeout = Duration::from_millis(timeout_ms);
+        let timed = round_trip_kind(&to, &request);
         let task = async move {
+            let sent = Instant::now();
             let reply = match resolve(&to).await {
                 // A peer that restarted resets the pooled connection its
                 // previous process held: what may arrive twice is sent again
@@ -359,7 +413,19 @@ impl Driver {
             if let Err(failure) = &reply {
                 tracing::debug!(peer = ?to, ?failure, "request failed");
             }
-            let _ = handle.send(Input::Reply { token, reply }).await;
+            let answered = matches!(
+                reply,
+                Ok(Response::Stored { .. } | Response::Replica { .. })
+            );
+            let round_trip = timed
+                .filter(|_| answered)
+                .map(|kind| (kind, sent.elapsed().as_micros() as u64));
+            let input = Input::Reply {
+                token,
+                reply,
+                round_trip,
+            };
+            let _ = handle.send(input).await;
         };
         tokio::spawn(task.instrument(self.span.clone()));
     }

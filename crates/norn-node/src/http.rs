@@ -9,6 +9,10 @@
 //!   `X-Norn-Primaries`, `X-Norn-Fallbacks` (`fallback=primary,...`) and
 //!   `X-Norn-Synced`; a missed quorum is a 503 with the same headers.
 //! - `/health`, `/ring`, `/members` (JSON), `/metrics` (Prometheus text).
+//! - `/pbs?n=&read_repair_percent=&trials=&seed=` (JSON): staleness
+//!   predictions from this node's own measurements (its round trips to its
+//!   peers, and its own service times standing in for theirs); `norn admin
+//!   pbs` pools every node's.
 //! - Errors are JSON `{"code": "...", "message": "..."}` with stable codes.
 //!
 //! It listens on loopback unless configured otherwise; anywhere else it
@@ -116,6 +120,7 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
         .route("/ring", get(ring))
         .route("/members", get(members))
         .route("/metrics", get(metrics))
+        .route("/pbs", get(pbs))
         .layer(axum::middleware::from_fn_with_state(
             node.clone(),
             read_body,
@@ -478,6 +483,48 @@ async fn ring(State(node): State<Arc<Node>>) -> HttpResponse {
 
 async fn members(State(node): State<Arc<Node>>) -> HttpResponse {
     axum::Json(node.members().await).into_response()
+}
+
+/// Query parameters of `/pbs`; each defaults to this node's config.
+#[derive(Debug, Deserialize)]
+struct PbsQuery {
+    n: Option<u8>,
+    read_repair_percent: Option<u8>,
+    trials: Option<u32>,
+    seed: Option<u64>,
+}
+
+async fn pbs(State(node): State<Arc<Node>>, Query(query): Query<PbsQuery>) -> HttpResponse {
+    let Some(measured) = node.latencies().await else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the node is shutting down",
+        );
+    };
+    let seed = query.seed.unwrap_or(1);
+    let n = query.n.unwrap_or(node.config.ring.default_n);
+    let members = node.ring().await.map_or(0, |ring| ring.members().len());
+    let every_node_a_replica = members <= usize::from(n);
+    let live = norn_model::live::wars(std::slice::from_ref(&measured), every_node_a_replica, seed);
+    let (latencies, samples) = match live {
+        Ok(live) => live,
+        Err(e) => return json_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable", &e),
+    };
+    let read_repair_percent = query
+        .read_repair_percent
+        .unwrap_or(node.config.data.read_repair_percent);
+    let trials = query.trials.unwrap_or(100_000);
+    match norn_model::pbs::table(&latencies, n, read_repair_percent, trials, seed) {
+        Ok(predictions) => axum::Json(serde_json::json!({
+            "node": node.id().to_string(),
+            "samples": samples,
+            "read_repair_percent": read_repair_percent,
+            "predictions": predictions,
+        }))
+        .into_response(),
+        Err(e) => json_error(StatusCode::BAD_REQUEST, "bad_request", &e),
+    }
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> HttpResponse {

@@ -283,6 +283,12 @@ impl Node {
         self.driver.view(View::Members).await.unwrap_or_default()
     }
 
+    /// What this node measured, for staleness predictions; `None` once
+    /// its core stopped.
+    pub(crate) async fn latencies(&self) -> Option<norn_proto::NodeLatencies> {
+        self.driver.view(View::Latencies).await
+    }
+
     /// The core's metrics, the HTTP server's, and the certificate's expiry.
     pub(crate) async fn metrics(&self) -> String {
         let core = self.driver.view(View::Metrics).await.unwrap_or_default();

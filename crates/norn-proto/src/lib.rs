@@ -21,8 +21,8 @@ pub mod view;
 pub use error::ProtoError;
 pub use frame::{encode_frame, Frame, FrameDecoder, FORMAT_VERSION, FRAME_HEADER_BYTES};
 pub use message::{
-    ErrorCode, ErrorReply, GetReply, KeyDigest, KeyObject, KeyRef, MemberInfo, PartitionVerified,
-    PlanNode, PlanView, PutReply, QuorumOptions, RepairProgress, Request, Response, TransferState,
-    TransferView, WriteReceipt,
+    ErrorCode, ErrorReply, GetReply, KeyDigest, KeyObject, KeyRef, LatencyBuckets, MemberInfo,
+    NodeLatencies, PartitionVerified, PeerLatencies, PlanNode, PlanView, PutReply, QuorumOptions,
+    RepairProgress, Request, Response, TransferState, TransferView, WriteReceipt,
 };
 pub use role::ClientRole;

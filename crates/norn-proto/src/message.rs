@@ -141,6 +141,9 @@ pub enum Request {
     /// tombstone to a power cut (and bring back what it shadowed) after
     /// the others removed it.
     DurableKeyDigests { keys: Vec<KeyRef> },
+    /// Admin: the receiver's latency histograms, for staleness predictions
+    /// (`norn admin pbs`).
+    AdminLatencies,
 }
 
 impl Request {
@@ -175,7 +178,8 @@ impl Request {
             | Request::AdminRepair { .. }
             | Request::AdminRepairProgress
             | Request::AdminRepairStatus
-            | Request::AdminTransfers => false,
+            | Request::AdminTransfers
+            | Request::AdminLatencies => false,
         }
     }
 
@@ -392,6 +396,34 @@ pub enum Response {
     Repair(RepairProgress),
     RepairStatus(Vec<PartitionVerified>),
     Transfers(Vec<TransferView>),
+    Latencies(NodeLatencies),
+}
+
+/// A latency histogram: per non-empty bucket, its highest value in
+/// microseconds and its count, lowest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyBuckets {
+    pub buckets: Vec<(u64, u64)>,
+}
+
+/// Round trips of replica requests from one node to `peer`: from sending
+/// to having the answer, as the sender timed them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerLatencies {
+    pub peer: NodeId,
+    pub write_round_trip: LatencyBuckets,
+    pub read_round_trip: LatencyBuckets,
+}
+
+/// What one node measured over its last window or two: how long it took
+/// to serve replica writes and reads (from the request's arrival at its
+/// core to the answer), and its round trips to each peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeLatencies {
+    pub node: NodeId,
+    pub write_service: LatencyBuckets,
+    pub read_service: LatencyBuckets,
+    pub peers: Vec<PeerLatencies>,
 }
 
 /// A member as one node sees it.

@@ -396,7 +396,8 @@ mod tests {
             (NodeId(i), member)
         });
         let ring = crate::trust::trust().sign(&Ring::new(6, members).expect("ring"));
-        let (mut member, mut outsider) = (SimNode::new(2, Some(&ring)), SimNode::new(3, Some(&ring)));
+        let (mut member, mut outsider) =
+            (SimNode::new(2, Some(&ring)), SimNode::new(3, Some(&ring)));
         for node in [&mut member, &mut outsider] {
             node.start(0, 4, 7, &mut Out::default());
         }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use norn_cli::{admin, certs, data};
+use norn_cli::{admin, certs, data, models};
 use norn_client::{ClientOptions, NodeSession as Session};
 use norn_membership::ChangeKind;
 use norn_proto::ClientRole;
@@ -233,6 +233,54 @@ enum AdminCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Predict staleness (PBS): for every R, W with R + W <= N, how likely
+    /// a read t ms after a write's acknowledgement returns it, from every
+    /// up member's measured latencies (or --latencies FILE).
+    Pbs {
+        /// Replicas (N).
+        #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=16))]
+        n: u8,
+        /// WARS delay distributions (JSON; see the README); no cluster needed.
+        #[arg(long)]
+        latencies: Option<PathBuf>,
+        /// Percent of reads that ask every replica (the nodes'
+        /// data.read_repair_percent).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u8).range(0..=100))]
+        read_repair_percent: u8,
+        /// Monte Carlo trials per row.
+        #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..=i64::from(norn_model::pbs::TRIALS_MAX)))]
+        trials: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Durability and availability: the probability of losing a key per
+    /// year, and of reaching each quorum size, for the cluster's ring (or
+    /// --nodes).
+    Model {
+        /// Replicas (N).
+        #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=16))]
+        n: u8,
+        /// Nodes in the cluster; no cluster needed.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+        nodes: Option<u32>,
+        /// Failures per node and year that lose its data for good.
+        #[arg(long, default_value_t = 0.05)]
+        failures_per_year: f64,
+        /// Hours to re-create a lost replica: a node's data over the
+        /// cluster's repair throughput.
+        #[arg(long, default_value_t = 24.0)]
+        repair_hours: f64,
+        /// The share of time each node is up (0..=1).
+        #[arg(long, default_value_t = 0.999)]
+        availability: f64,
+        /// Primaries a sloppy write needs (PW).
+        #[arg(long, default_value_t = 0)]
+        pw: u8,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn read_value(value: Option<String>, file: Option<PathBuf>) -> anyhow::Result<Vec<u8>> {
@@ -382,6 +430,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             );
             data::put(&session, request, flags.json).await
         }
+        Command::Admin { command } if !needs_cluster(&command) => run_models(None, command).await,
         Command::Admin { command } => {
             let session = open(&args.config, &args.node, timeout, As::Admin).await?;
             run_admin(&session, command, args.node.is_some()).await
@@ -426,5 +475,64 @@ async fn run_admin(session: &Session, command: AdminCommand, one_node: bool) -> 
             admin::repair(session, scope, json).await
         }
         AdminCommand::Transfers { json } => admin::transfers(session, json).await,
+        command @ (AdminCommand::Pbs { .. } | AdminCommand::Model { .. }) => {
+            run_models(Some(session), command).await
+        }
+    }
+}
+
+/// Whether `command` must ask the cluster: `norn admin pbs --latencies`
+/// and `norn admin model --nodes` need none.
+fn needs_cluster(command: &AdminCommand) -> bool {
+    !matches!(
+        command,
+        AdminCommand::Pbs {
+            latencies: Some(_),
+            ..
+        } | AdminCommand::Model { nodes: Some(_), .. }
+    )
+}
+
+/// `norn admin pbs | model`, on `session` when they need the cluster.
+async fn run_models(session: Option<&Session>, command: AdminCommand) -> anyhow::Result<()> {
+    match command {
+        AdminCommand::Pbs {
+            latencies,
+            n,
+            read_repair_percent,
+            trials,
+            seed,
+            json,
+        } => {
+            let pbs = models::PbsArgs {
+                n,
+                read_repair_percent,
+                trials,
+                seed,
+                json,
+            };
+            models::pbs(session, latencies.as_deref(), pbs).await
+        }
+        AdminCommand::Model {
+            n,
+            nodes,
+            failures_per_year,
+            repair_hours,
+            availability,
+            pw,
+            json,
+        } => {
+            let model = models::ModelArgs {
+                n,
+                nodes,
+                failures_per_year,
+                repair_hours,
+                availability,
+                pw,
+                json,
+            };
+            models::model(session, model).await
+        }
+        other => anyhow::bail!("not a model command: {other:?}"),
     }
 }
