@@ -5,7 +5,7 @@ CARGO ?= cargo
 NODES ?= 3
 PROFILE ?= release
 
-.PHONY: deps build test lint fmt bench bench-etcd bench-storage bench-latency bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop
+.PHONY: deps build test lint fmt bench bench-etcd bench-storage bench-latency pbs-check pbs-check-cluster bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop
 
 ## Installs missing system packages, then builds RocksDB's library once
 ## for every profile (tools/rocksdb-lib.sh; .cargo/config.toml links it).
@@ -69,6 +69,19 @@ bench: deps
 ## Debian's etcd-server when missing), in the same table.
 bench-etcd: deps
 	@tools/bench-etcd.sh
+
+## Staleness measured on a quiet simulated cluster beside the PBS
+## prediction (N=3; (R,W) in (1,1), (1,2), (2,1), (2,2); every t); fails
+## past 2 points. PROBES=5000 per cell, DELAY_MS=5 (mean network delay).
+PROBES ?= 5000
+DELAY_MS ?= 5
+pbs-check: deps
+	$(CARGO) run --release -p norn-sim --bin norn-pbs-check -- --probes $(PROBES) --mean-delay-ms $(DELAY_MS)
+
+## The same on a running `make cluster`, over HTTP, beside `norn admin
+## pbs` (PROBES per cell; loopback is fast: most cells are 100%).
+pbs-check-cluster:
+	python3 tools/pbs-cluster-check.py $(PROBES) target/release/norn
 
 ## Deterministic simulation over many seeds (make test runs 200); a
 ## failing seed prints the command that replays it. SEEDS=10000 FROM=0.

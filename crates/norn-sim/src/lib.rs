@@ -17,10 +17,14 @@
 //! then runs on quietly (tombstones are reaped) and must be equal again;
 //! then [`checker`] classifies every acknowledged write.
 //!
+//! [`pbs`] measures staleness on a quiet simulated cluster beside
+//! norn-model's prediction (`make pbs-check`).
+//!
 //! Replay a seed: `cargo run -p norn-sim --release -- --seed SEED`.
 
 pub mod checker;
 pub mod node;
+pub mod pbs;
 mod trust;
 pub mod workload;
 pub mod world;

@@ -130,6 +130,16 @@ struct FaultPlan {
     members: BTreeSet<usize>,
 }
 
+/// How long a message between nodes takes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Delays {
+    /// 1 to `Network::max_delay_ms`, uniformly (the fault schedule's weather).
+    Weather,
+    /// `1 + floor(x)` ms with x exponential of mean `mean_ms`; the
+    /// operator's requests and answers are instant (see [`World::quiet`]).
+    Exponential { mean_ms: f64 },
+}
+
 /// The network's state.
 #[derive(Debug, Default)]
 struct Network {
@@ -180,6 +190,10 @@ pub struct World {
     next_admin: u64,
     trace: std::collections::hash_map::DefaultHasher,
     messages: u64,
+    delays: Delays,
+    /// The operator's request [`World::ask`] waits for, and its answer.
+    awaiting: Option<u64>,
+    answer: Option<Response>,
 }
 
 pub(crate) const CLIENT_TIMEOUT_MS: u64 = 1_500;
@@ -224,6 +238,9 @@ impl World {
             next_admin: 0,
             trace: std::collections::hash_map::DefaultHasher::new(),
             messages: 0,
+            delays: Delays::Weather,
+            awaiting: None,
+            answer: None,
         };
         for node in 0..options.nodes + options.spares {
             world.start_node(node);
@@ -399,8 +416,23 @@ impl World {
             }
         }
         for _ in 0..copies {
-            let delay = self.rng.gen_range(1..=self.network.max_delay_ms.max(1));
+            let delay = self.delay_of(&envelope);
             self.schedule(delay, Event::Deliver(envelope.clone()));
+        }
+    }
+
+    fn delay_of(&mut self, envelope: &Envelope) -> u64 {
+        match self.delays {
+            Delays::Weather => self.rng.gen_range(1..=self.network.max_delay_ms.max(1)),
+            Delays::Exponential { .. }
+                if envelope.from == Addr::Admin || envelope.to == Addr::Admin =>
+            {
+                0
+            }
+            Delays::Exponential { mean_ms } => {
+                let u: f64 = self.rng.gen_range(f64::MIN_POSITIVE..1.0);
+                1 + (-mean_ms * u.ln()).floor() as u64
+            }
         }
     }
 
@@ -615,7 +647,11 @@ impl World {
             Addr::Admin => {
                 if let (Body::Response(response), Addr::Node(node)) = (envelope.body, envelope.from)
                 {
-                    self.admin_response(node, response);
+                    if self.awaiting == Some(envelope.id) {
+                        self.answer = Some(response);
+                    } else {
+                        self.admin_response(node, response);
+                    }
                 }
             }
         }
@@ -720,6 +756,63 @@ impl World {
             trace: self.trace.finish(),
             messages: self.messages,
         }
+    }
+}
+
+/// A quiet cluster for measurements: no faults, no clients, delays of a
+/// set distribution; the caller sends requests and lets time pass.
+impl World {
+    /// `nodes` nodes in one ring, started, with no fault and no client;
+    /// messages between nodes take `1 + floor(x)` ms, x exponential of
+    /// mean `mean_delay_ms`, and the caller's requests and answers take no
+    /// time (so a read sent `t` after a write's answer starts `t` after
+    /// its coordinator had it).
+    pub fn quiet(seed: u64, nodes: usize, mean_delay_ms: f64) -> World {
+        let options = SimOptions {
+            nodes,
+            spares: 0,
+            clients: 0,
+            fault_ms: 0,
+            ..SimOptions::default()
+        };
+        let mut world = World::new(seed, options);
+        world.delays = Delays::Exponential {
+            mean_ms: mean_delay_ms,
+        };
+        world
+    }
+
+    /// Sends `request` to `node` as the operator and runs until it is
+    /// answered; `None` after `timeout_ms` of virtual time.
+    pub fn ask(&mut self, node: usize, request: Request, timeout_ms: u64) -> Option<Response> {
+        self.next_admin += 1;
+        let id = self.next_admin;
+        self.awaiting = Some(id);
+        self.send(Envelope {
+            from: Addr::Admin,
+            to: Addr::Node(node),
+            id,
+            generation: 0,
+            body: Body::Request(request),
+        });
+        let deadline = self.now + timeout_ms;
+        while self.answer.is_none() && self.now <= deadline && self.step() {}
+        self.awaiting = None;
+        self.answer.take()
+    }
+
+    /// Runs every event due in the next `ms` of virtual time, and stops
+    /// the clock there.
+    pub fn advance(&mut self, ms: u64) {
+        let until = self.now + ms;
+        while self
+            .queue
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= until)
+        {
+            self.step();
+        }
+        self.now = until;
     }
 }
 
