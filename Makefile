@@ -5,7 +5,7 @@ CARGO ?= cargo
 NODES ?= 3
 PROFILE ?= release
 
-.PHONY: deps build test lint fmt bench bench-etcd bench-storage bench-latency pbs-check pbs-check-cluster bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop
+.PHONY: deps build test lint fmt bench bench-etcd bench-balance bench-storage bench-latency pbs-check pbs-check-cluster bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop
 
 ## Installs missing system packages, then builds RocksDB's library once
 ## for every profile (tools/rocksdb-lib.sh; .cargo/config.toml links it).
@@ -64,6 +64,11 @@ cluster-stop:
 ## cluster (starts one if none is up); DURATION=60 KEYS=100000 by default.
 bench: deps
 	@tools/bench.sh
+
+## The client's three replica-choice policies with one node slowed
+## (SIGSTOP/SIGCONT duty cycle): C at R=1 and A, DURATION=20 each.
+bench-balance: deps
+	@tools/bench-balance.sh
 
 ## The same workloads against a 3-member etcd on loopback (installs
 ## Debian's etcd-server when missing), in the same table.
