@@ -34,7 +34,8 @@ struct Args {
     /// Bytes per value.
     #[arg(long, default_value_t = 1024)]
     value_bytes: usize,
-    /// Write every key once before the run.
+    /// Write every key once before the run, over what it holds (read
+    /// first), so that preloading again adds no siblings.
     #[arg(long)]
     preload: bool,
     /// Requests in flight.
@@ -233,8 +234,15 @@ async fn preload(shared: &Arc<Shared>) -> anyhow::Result<()> {
                     if index >= shared.args.keys {
                         return Ok::<(), anyhow::Error>(());
                     }
+                    // Over whatever the key holds, so that a second
+                    // preload does not add a sibling to every key.
+                    let key = key_name(index);
+                    let context = shared
+                        .read(&key)
+                        .await
+                        .map_err(|kind| anyhow::anyhow!("{kind}"))?;
                     shared
-                        .write(&key_name(index), value.clone(), None)
+                        .write(&key, value.clone(), context)
                         .await
                         .map_err(|kind| anyhow::anyhow!("{kind}"))?;
                     shared.completed.fetch_add(1, Ordering::Relaxed);
