@@ -647,11 +647,9 @@ struct ReplicaWrite<'a> {
     sync: bool,
 }
 
-/// The replica side of a write: merge, and keep a hint when standing in
-/// for `hint_for`; with `sync`, answered once the write is on disk.
-/// The refusal of a replica write by a node that could not hand it over
-/// ([`NodeState::can_hand_over`]); the coordinator or sender looks for
-/// another replica.
+/// The refusal of a replica write by a node that holds a ring but could
+/// not hand the write over ([`NodeState::can_hand_over`]); the coordinator
+/// or sender looks for another replica.
 fn not_a_member() -> Response {
     error(
         ErrorCode::Unavailable,
@@ -659,14 +657,16 @@ fn not_a_member() -> Response {
     )
 }
 
+/// The replica side of a write: merge, and keep a hint when standing in
+/// for `hint_for`; with `sync`, answered once the write is on disk.
 fn replica_put(node: &mut NodeState, call: CallId, write: ReplicaWrite<'_>) {
-    if !node.can_hand_over() {
-        return node.reply(call, not_a_member());
-    }
     let data_key = match data_key_in(node, write.bucket, write.key) {
         Ok(key) => key,
         Err(refusal) => return node.reply(call, refusal),
     };
+    if !node.can_hand_over() {
+        return node.reply(call, not_a_member());
+    }
     let stored = node.replica().store_replica_write(
         &data_key,
         write.n,
@@ -719,7 +719,7 @@ fn data_key_in(
 fn serve_replica(node: &mut NodeState, call: CallId, request: &Request) {
     if let Request::ReplicaPutMany { ring_version, .. } = request {
         node.newest_ring_seen = node.newest_ring_seen.max(*ring_version);
-        if !node.can_hand_over() {
+        if node.ring().is_some() && !node.can_hand_over() {
             return node.reply(call, not_a_member());
         }
     }
