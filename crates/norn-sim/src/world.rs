@@ -421,6 +421,20 @@ impl World {
         }
     }
 
+    /// Sends `request` to `node` from the operator; returns its id.
+    fn send_as_operator(&mut self, node: usize, request: Request) -> u64 {
+        self.next_admin += 1;
+        let id = self.next_admin;
+        self.send(Envelope {
+            from: Addr::Admin,
+            to: Addr::Node(node),
+            id,
+            generation: 0,
+            body: Body::Request(request),
+        });
+        id
+    }
+
     fn delay_of(&mut self, envelope: &Envelope) -> u64 {
         match self.delays {
             Delays::Weather => self.rng.gen_range(1..=self.network.max_delay_ms.max(1)),
@@ -600,15 +614,7 @@ impl World {
                 self.apply_out(node, out);
             }
             Event::Admin(node, request) => {
-                self.next_admin += 1;
-                let id = self.next_admin;
-                self.send(Envelope {
-                    from: Addr::Admin,
-                    to: Addr::Node(node),
-                    id,
-                    generation: 0,
-                    body: Body::Request(request),
-                });
+                self.send_as_operator(node, request);
             }
             Event::ClientStep(client) => self.client_step(client),
             Event::ClientTimeout(client, id) => self.client_response(client, id, None),
@@ -785,16 +791,7 @@ impl World {
     /// Sends `request` to `node` as the operator and runs until it is
     /// answered; `None` after `timeout_ms` of virtual time.
     pub fn ask(&mut self, node: usize, request: Request, timeout_ms: u64) -> Option<Response> {
-        self.next_admin += 1;
-        let id = self.next_admin;
-        self.awaiting = Some(id);
-        self.send(Envelope {
-            from: Addr::Admin,
-            to: Addr::Node(node),
-            id,
-            generation: 0,
-            body: Body::Request(request),
-        });
+        self.awaiting = Some(self.send_as_operator(node, request));
         let deadline = self.now + timeout_ms;
         while self.answer.is_none() && self.now <= deadline && self.step() {}
         self.awaiting = None;
