@@ -19,17 +19,8 @@ BENCH="$ROOT/target/release/norn-bench"
 # shellcheck source=tools/cluster-lib.sh
 source "$ROOT/tools/cluster-lib.sh"
 
-if [ -z "$(live_pids)" ]; then
-  echo "no cluster is up: starting one with make cluster"
-  make -C "$ROOT" --no-print-directory cluster
-fi
-cargo build --release --quiet --workspace --bins
-mapfile -t PIDS < <(live_pids)
+bench_on_local_cluster
 SLOW=${PIDS[-1]}
-
-export NORN_CONFIG="$DIR/client.toml"
-echo "preloading $KEYS keys"
-"$BENCH" --workload c --keys "$KEYS" --preload --ops 1 --json > /dev/null
 
 CYCLER=
 stop_cycling() {
@@ -49,11 +40,7 @@ results=()
 run() { # label workload [norn-bench arguments]
   local label=$1 workload=$2
   shift 2
-  local before after json
-  before=$(pids_ticks)
-  json=$("$BENCH" --workload "$workload" --keys "$KEYS" --duration-s "$DURATION" --in-flight 32 --json "$@")
-  after=$(pids_ticks)
-  results+=("$label|$json|$(( after - before ))|$(pids_rss_mib)")
+  bench_row "$label" --workload "$workload" --keys "$KEYS" --duration-s "$DURATION" --in-flight 32 "$@"
 }
 for policy in round-robin least-outstanding lowest-latency; do
   run "C R=1 $policy" c -n 3 -r 1 -w 2 --policy "$policy"

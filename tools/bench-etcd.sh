@@ -80,11 +80,7 @@ results=()
 run() { # label workload [norn-bench arguments]
   local label=$1 workload=$2
   shift 2
-  local before after json
-  before=$(pids_ticks)
-  json=$("$BENCH" --etcd "$endpoints" --workload "$workload" --keys "$KEYS" --duration-s "$DURATION" --in-flight 32 --json "$@")
-  after=$(pids_ticks)
-  results+=("$label|$json|$(( after - before ))|$(pids_rss_mib)")
+  bench_row "$label" --etcd "$endpoints" --workload "$workload" --keys "$KEYS" --duration-s "$DURATION" --in-flight 32 "$@"
 }
 run "etcd A" a
 run "etcd B" b

@@ -16,17 +16,7 @@ BENCH="$ROOT/target/release/norn-bench"
 # shellcheck source=tools/cluster-lib.sh
 source "$ROOT/tools/cluster-lib.sh"
 
-if [ -z "$(live_pids)" ]; then
-  echo "no cluster is up: starting one with make cluster"
-  make -C "$ROOT" --no-print-directory cluster
-fi
-cargo build --release --quiet --workspace --bins
-mapfile -t PIDS < <(live_pids)
-
-
-export NORN_CONFIG="$DIR/client.toml"
-echo "preloading $KEYS keys"
-"$BENCH" --workload c --keys "$KEYS" --preload --ops 1 --json > /dev/null
+bench_on_local_cluster
 HZ=$(getconf CLK_TCK)
 # The preload leaves flushes and compactions running: wait (up to 60 s)
 # until the nodes are idle, so that the first workload is not charged.
@@ -38,11 +28,7 @@ results=()
 run() { # label workload [norn-bench arguments]
   local label=$1 workload=$2
   shift 2
-  local before after json
-  before=$(pids_ticks)
-  json=$("$BENCH" --workload "$workload" --keys "$KEYS" --duration-s "$DURATION" -n 3 -r 2 -w 2 --in-flight 32 --json "$@")
-  after=$(pids_ticks)
-  results+=("$label|$json|$(( after - before ))|$(pids_rss_mib)")
+  bench_row "$label" --workload "$workload" --keys "$KEYS" --duration-s "$DURATION" -n 3 -r 2 -w 2 --in-flight 32 "$@"
 }
 run A a
 run B b
