@@ -5,7 +5,7 @@ CARGO ?= cargo
 NODES ?= 3
 PROFILE ?= release
 
-.PHONY: deps build test lint fmt bench bench-etcd bench-balance bench-storage bench-latency pbs-check pbs-check-cluster bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop
+.PHONY: deps build test lint fmt bench bench-etcd bench-balance bench-storage bench-latency pbs-check pbs-check-cluster availability-check bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop
 
 ## Installs missing system packages, then builds RocksDB's library once
 ## for every profile (tools/rocksdb-lib.sh; .cargo/config.toml links it).
@@ -87,6 +87,14 @@ pbs-check: deps
 ## pbs` (PROBES per cell; loopback is fast: most cells are 100%).
 pbs-check-cluster:
 	python3 tools/pbs-cluster-check.py $(PROBES) target/release/norn
+
+## Quorum availability measured on a simulated 5-node cluster whose nodes
+## are each up with probability UP (0.7), beside norn-model's, for sloppy
+## and strict reads and writes of N=3; fails past 3 points. TRIALS=2000.
+TRIALS ?= 2000
+UP ?= 0.7
+availability-check: deps
+	$(CARGO) run --release -p norn-sim --bin norn-availability-check -- --trials $(TRIALS) --up $(UP)
 
 ## Deterministic simulation over many seeds (make test runs 200); a
 ## failing seed prints the command that replays it. SEEDS=10000 FROM=0.

@@ -10,6 +10,7 @@ use anyhow::{bail, Context as _};
 use norn_client::NodeSession as Session;
 use norn_model::durability::{self, LossQuery, LossReport, QuorumAvailability};
 use norn_model::live::Samples;
+use norn_model::measured::MeasuredFailures;
 use norn_model::pbs::{self, Latencies, Prediction, T_MS};
 use norn_proto::{NodeLatencies, Request, Response};
 use norn_ring::Ring;
@@ -44,9 +45,15 @@ pub struct PbsReport {
     pub predictions: Vec<Prediction>,
 }
 
-/// Every up member's latencies, by name.
-async fn live_latencies(session: &Session) -> anyhow::Result<Vec<(String, NodeLatencies)>> {
-    let mut measured = Vec::new();
+/// Every up member's answer to `request`, by name, as `extract` takes it
+/// from the response; members that do not answer are warned of and left
+/// out.
+async fn ask_up_members<T>(
+    session: &Session,
+    request: Request,
+    extract: impl Fn(Response) -> Result<T, Response>,
+) -> anyhow::Result<Vec<(String, T)>> {
+    let mut answers = Vec::new();
     for member in crate::admin::known_members(session).await? {
         if !member.up {
             continue;
@@ -55,16 +62,33 @@ async fn live_latencies(session: &Session) -> anyhow::Result<Vec<(String, NodeLa
         let address = norn_net::Endpoint::resolve(&member.member.address)
             .await
             .with_context(|| name.clone())?;
-        match session.call_at(address, Request::AdminLatencies).await {
-            Ok(Response::Latencies(latencies)) => measured.push((name, latencies)),
-            Ok(other) => bail!("{name}: unexpected response {other:?}"),
-            Err(e) => eprintln!("warning: {name} did not answer ({e}); predicting without it"),
+        match session
+            .call_at(address, request.clone())
+            .await
+            .map(&extract)
+        {
+            Ok(Ok(answer)) => answers.push((name, answer)),
+            Ok(Err(other)) => bail!("{name}: unexpected response {other:?}"),
+            Err(e) => eprintln!("warning: {name} did not answer ({e}); going on without it"),
         }
     }
-    if measured.is_empty() {
-        bail!("no member answered with its latencies");
+    if answers.is_empty() {
+        bail!("no member answered");
     }
-    Ok(measured)
+    Ok(answers)
+}
+
+/// Every up member's latencies, by name.
+async fn live_latencies(session: &Session) -> anyhow::Result<Vec<(String, NodeLatencies)>> {
+    ask_up_members(
+        session,
+        Request::AdminLatencies,
+        |response| match response {
+            Response::Latencies(latencies) => Ok(latencies),
+            other => Err(other),
+        },
+    )
+    .await
 }
 
 /// `norn admin pbs`: from `file` (JSON, as norn-model's `Latencies`) or,
@@ -166,25 +190,81 @@ fn print_pbs(report: &PbsReport) {
     );
 }
 
-/// What `norn admin model` is asked.
+/// What `norn admin model` is asked; an input left `None` is measured
+/// on the cluster where it can be, else its default.
 #[derive(Debug, Clone, Copy)]
 pub struct ModelArgs {
     pub n: u8,
     /// The cluster's node count; `None` asks the cluster's ring.
     pub nodes: Option<u32>,
-    pub failures_per_year: f64,
-    pub repair_hours: f64,
-    pub availability: f64,
+    pub failures_per_year: Option<f64>,
+    pub repair_hours: Option<f64>,
+    pub availability: Option<f64>,
     pub pw: u8,
     pub json: bool,
+}
+
+/// The inputs' values when neither given nor measured.
+pub const DEFAULT_FAILURES_PER_YEAR: f64 = 0.05;
+pub const DEFAULT_REPAIR_HOURS: f64 = 24.0;
+pub const DEFAULT_AVAILABILITY: f64 = 0.999;
+
+/// One input of the model and where its value came from.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Input {
+    pub value: f64,
+    /// `flag`, `measured` or `default`.
+    pub source: &'static str,
+}
+
+fn input(flag: Option<f64>, measured: Option<f64>, default: f64) -> Input {
+    match (flag, measured) {
+        (Some(value), _) => Input {
+            value,
+            source: "flag",
+        },
+        (None, Some(value)) => Input {
+            value,
+            source: "measured",
+        },
+        (None, None) => Input {
+            value: default,
+            source: "default",
+        },
+    }
+}
+
+/// The model's inputs.
+#[derive(Debug, Serialize)]
+pub struct ModelInputs {
+    pub failures_per_year: Input,
+    pub repair_hours: Input,
+    pub availability: Input,
 }
 
 /// The model's answers.
 #[derive(Debug, Serialize)]
 pub struct ModelReport {
+    pub inputs: ModelInputs,
+    /// What the cluster's nodes saw, when asked.
+    pub measured: Option<MeasuredFailures>,
     pub loss: LossReport,
-    pub node_availability: f64,
     pub quorums: Vec<QuorumAvailability>,
+}
+
+/// What every up member saw of failures and repairs.
+async fn measured_failures(session: &Session) -> anyhow::Result<MeasuredFailures> {
+    let histories = ask_up_members(
+        session,
+        Request::AdminFailureHistory,
+        |response| match response {
+            Response::FailureHistory(history) => Ok(history),
+            other => Err(other),
+        },
+    )
+    .await?;
+    let histories: Vec<_> = histories.into_iter().map(|(_, h)| h).collect();
+    Ok(norn_model::measured::failures(&histories))
 }
 
 /// Distinct sets of N primaries among `ring`'s partitions.
@@ -201,7 +281,8 @@ fn replica_sets(ring: &Ring, n: u8) -> u64 {
 }
 
 /// `norn admin model`: key loss per year and quorum availability, for the
-/// cluster's ring (node count and replica sets) unless `--nodes` is given.
+/// cluster's ring (node count and replica sets) unless `--nodes` is given,
+/// with the inputs not given measured on the cluster when it is asked.
 pub async fn model(session: Option<&Session>, args: ModelArgs) -> anyhow::Result<()> {
     let (nodes, sets) = match (args.nodes, session) {
         (Some(nodes), _) => {
@@ -224,28 +305,87 @@ pub async fn model(session: Option<&Session>, args: ModelArgs) -> anyhow::Result
         }
         (None, None) => bail!("give --nodes or a cluster to ask"),
     };
+    let all_given = args.failures_per_year.is_some()
+        && args.repair_hours.is_some()
+        && args.availability.is_some();
+    let measured = match session {
+        Some(session) if !all_given => Some(measured_failures(session).await?),
+        _ => None,
+    };
+    let seen = measured.as_ref();
+    let inputs = ModelInputs {
+        failures_per_year: input(
+            args.failures_per_year,
+            seen.and_then(|m| m.failures_per_year),
+            DEFAULT_FAILURES_PER_YEAR,
+        ),
+        repair_hours: input(
+            args.repair_hours,
+            seen.and_then(|m| m.repair_hours),
+            DEFAULT_REPAIR_HOURS,
+        ),
+        availability: input(
+            args.availability,
+            seen.and_then(|m| m.availability),
+            DEFAULT_AVAILABILITY,
+        ),
+    };
     let loss = durability::loss(LossQuery {
         n: args.n,
         nodes,
-        failures_per_year: args.failures_per_year,
-        repair_hours: args.repair_hours,
+        failures_per_year: inputs.failures_per_year.value,
+        repair_hours: inputs.repair_hours.value,
         replica_sets: sets.max(1),
     })
     .map_err(anyhow::Error::msg)?;
-    let quorums = durability::quorum_availability(args.n, nodes, args.availability, args.pw)
-        .map_err(anyhow::Error::msg)?;
+    let quorums =
+        durability::quorum_availability(args.n, nodes, inputs.availability.value, args.pw)
+            .map_err(anyhow::Error::msg)?;
     let report = ModelReport {
+        inputs,
+        measured,
         loss,
-        node_availability: args.availability,
         quorums,
     };
     if args.json {
         return print_json(&report);
     }
+    print_model(&report, args.pw);
+    Ok(())
+}
+
+fn print_model(report: &ModelReport, pw: u8) {
+    if let Some(m) = &report.measured {
+        println!(
+            "measured on {} nodes: {} down events in {:.1} peer-hours watched; peers up {}; {} B per node; repair moved {} B in {} ms ({}); anti-entropy sweep {}",
+            m.nodes_reporting,
+            m.down_events,
+            m.peer_hours_watched,
+            m.availability
+                .map_or("(not watched)".to_string(), |a| format!("{:.4}%", 100.0 * a)),
+            m.bytes_per_node,
+            m.repair_bytes,
+            m.repair_busy_ms,
+            m.repair_bytes_per_s
+                .map_or("no rate yet".to_string(), |r| format!("{:.0} B/s", r)),
+            m.sweep_ms
+                .map_or("not complete yet".to_string(), |s| format!("{s} ms")),
+        );
+    }
+    let i = &report.inputs;
+    println!(
+        "inputs: {} failures per node and year ({}), {:.3} h to re-create a replica ({}), nodes up {:.4}% of the time ({})",
+        i.failures_per_year.value,
+        i.failures_per_year.source,
+        i.repair_hours.value,
+        i.repair_hours.source,
+        100.0 * i.availability.value,
+        i.availability.source
+    );
     let q = &report.loss.query;
     println!(
-        "N={} on {} nodes ({} distinct replica sets), {} data-losing failures per node and year, {} h to re-create a replica:",
-        q.n, q.nodes, q.replica_sets, q.failures_per_year, q.repair_hours
+        "N={} on {} nodes ({} distinct replica sets):",
+        q.n, q.nodes, q.replica_sets
     );
     println!(
         "  one key:  lost with probability {:.3e} per year (mean time to loss {:.3e} years)",
@@ -255,15 +395,12 @@ pub async fn model(session: Option<&Session>, args: ModelArgs) -> anyhow::Result
         "  any key:  lost with probability {:.3e} per year (mean time to loss {:.3e} years)",
         report.loss.any_key_loss_per_year, report.loss.cluster_mttdl_years
     );
-    println!(
-        "quorum availability with each node up {:.4}% of the time:",
-        100.0 * report.node_availability
-    );
+    println!("quorum availability:");
     println!(
         "{:<4} {:>14} {:>22}",
         "k",
         "k of N primaries",
-        format!("sloppy write (PW={})", args.pw)
+        format!("sloppy write (PW={pw})")
     );
     for row in &report.quorums {
         println!(
@@ -273,5 +410,4 @@ pub async fn model(session: Option<&Session>, args: ModelArgs) -> anyhow::Result
             100.0 * row.sloppy
         );
     }
-    Ok(())
 }

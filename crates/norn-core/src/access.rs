@@ -113,7 +113,8 @@ pub fn allowed(request: &Request) -> Roles {
         | Request::AdminRepairProgress
         | Request::AdminRepairStatus
         | Request::AdminTransfers
-        | Request::AdminLatencies => ADMIN,
+        | Request::AdminLatencies
+        | Request::AdminFailureHistory => ADMIN,
     }
 }
 
@@ -147,6 +148,7 @@ pub fn kind(request: &Request) -> &'static str {
         Request::AdminRepairStatus => "admin_repair_status",
         Request::AdminTransfers => "admin_transfers",
         Request::AdminLatencies => "admin_latencies",
+        Request::AdminFailureHistory => "admin_failure_history",
     }
 }
 

@@ -23,6 +23,7 @@ use crate::config::CoreConfig;
 use crate::coordinator::{Coordinator, PutArgs};
 use crate::error::CoreError;
 use crate::handoff::Handoff;
+use crate::history::FailureHistory;
 use crate::io::{CallFailure, CallId, Caller, Destination, Effect, Job, SyncToken, Timer, Token};
 use crate::latency::{LatencyBook, LatencyKind};
 use crate::metrics::{Counter, Gauges, Metrics};
@@ -141,6 +142,7 @@ impl Core {
                 ring: ring.map(Arc::new),
                 out: Outbox::default(),
                 metrics: Metrics::default(),
+                history: FailureHistory::default(),
                 newest_ring_seen: 0,
                 admission,
                 config,
@@ -365,6 +367,13 @@ impl Core {
                 Response::Transfers(self.transfers.views.values().cloned().collect())
             }
             Request::AdminLatencies => Response::Latencies(self.latencies.report(node.id)),
+            Request::AdminFailureHistory => Response::FailureHistory(node.history.report(
+                node.id,
+                node.uptime_ms(),
+                node.now,
+                node.storage.data_size_bytes(),
+                self.verifier.sweep_ms(node),
+            )),
             _ => error(
                 ErrorCode::BadRequest,
                 "not a request this node answers here",
@@ -524,8 +533,14 @@ impl Core {
                         timeout_ms,
                     );
                 }
-                MembershipEffect::PeerUp(peer) => tracing::info!(peer = %peer, "peer up"),
-                MembershipEffect::PeerDown(peer) => tracing::warn!(peer = %peer, "peer down"),
+                MembershipEffect::PeerUp(peer) => {
+                    tracing::info!(peer = %peer, "peer up");
+                    node.history.peer_up(peer, node.now);
+                }
+                MembershipEffect::PeerDown(peer) => {
+                    tracing::warn!(peer = %peer, "peer down");
+                    node.history.peer_down(peer, node.now);
+                }
                 MembershipEffect::RingAdopted(ring) => node.adopt_ring(ring),
             }
         }

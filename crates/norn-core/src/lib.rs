@@ -32,6 +32,7 @@ pub mod core;
 pub mod error;
 pub mod exchange;
 pub mod handoff;
+mod history;
 pub mod io;
 pub mod latency;
 pub mod metrics;

@@ -250,7 +250,7 @@ impl Gauges {
             ("norn_hint_bytes_pending", "Bytes of hints waiting for their primary.", self.hint_bytes_pending),
             ("norn_peers_up", "Peers this node considers up.", self.peers_up),
             ("norn_peers_down", "Peers this node considers down.", self.peers_down),
-            ("norn_storage_bytes", "Approximate bytes of stored data on disk.", self.storage_bytes),
+            ("norn_storage_bytes", "Approximate bytes of stored data (files and memtables).", self.storage_bytes),
             ("norn_ring_version", "Version of the ring this node holds (0: none).", self.ring_version),
             ("norn_anti_entropy_oldest_verified_seconds", "Seconds since the least recently verified partition of this node was found equal on all its replicas (since start if never).", self.oldest_verified_s),
             ("norn_anti_entropy_partitions_unverified", "Partitions of this node not verified since it started.", self.partitions_unverified),

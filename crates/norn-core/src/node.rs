@@ -13,6 +13,7 @@ use norn_ring::{CertificateFingerprint, NodeId, Partition, Ring};
 use norn_storage::Storage;
 
 use crate::config::CoreConfig;
+use crate::history::FailureHistory;
 use crate::io::{CallId, Destination, Timer, Token};
 use crate::metrics::Metrics;
 use crate::outbox::{Outbox, Route};
@@ -46,6 +47,8 @@ pub(crate) struct NodeState {
     /// that does not replaced it: the proof of admission its hand-over
     /// carries.
     pub(crate) admission: Option<Arc<Ring>>,
+    /// Peers' outages and this node's repair work, for `AdminFailureHistory`.
+    pub(crate) history: FailureHistory,
 }
 
 /// An error reply.

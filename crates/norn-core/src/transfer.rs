@@ -76,6 +76,9 @@ struct Running {
     next: Option<DataKey>,
     stage: Stage,
     batch_bytes: u64,
+    /// When this run of the transfer started, and the bytes it stored.
+    started_ms: u64,
+    bytes_stored: u64,
     in_flight: Option<Token>,
     held: Option<(NodeId, Request)>,
 }
@@ -195,6 +198,8 @@ impl Transfers {
             next: None,
             stage: Stage::Offer { target: 0 },
             batch_bytes: 0,
+            started_ms: node.now,
+            bytes_stored: 0,
             in_flight: None,
             held: None,
         });
@@ -323,6 +328,7 @@ impl Transfers {
         let keys = running.batch.len() as u64;
         running.checkpoint.keys_sent += keys;
         running.checkpoint.bytes_sent += running.batch_bytes;
+        running.bytes_stored += running.batch_bytes;
         if let Some((last, _)) = running.batch.last() {
             running.checkpoint.after = last.encode();
         }
@@ -348,6 +354,10 @@ impl Transfers {
         let Some(running) = self.running.take() else {
             return;
         };
+        if running.bytes_stored > 0 {
+            let busy_ms = node.now.saturating_sub(running.started_ms);
+            node.history.repaired(running.bytes_stored, busy_ms);
+        }
         let (partition, n) = (running.partition, running.n);
         let state = match result {
             Ok(()) => {

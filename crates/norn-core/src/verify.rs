@@ -97,11 +97,19 @@ struct Running {
     /// The request in flight, with the bytes it took.
     in_flight: Option<(Token, u64)>,
     outcome: Verification,
+    started_ms: u64,
 }
 
 impl Running {
-    fn new(partition: Partition, ns: Vec<u8>, phase: Phase, verified: bool) -> Running {
+    fn new(
+        partition: Partition,
+        ns: Vec<u8>,
+        phase: Phase,
+        verified: bool,
+        started_ms: u64,
+    ) -> Running {
         Running {
+            started_ms,
             partition,
             phase,
             ns,
@@ -213,7 +221,7 @@ impl Verifier {
     fn start(&mut self, node: &mut NodeState, ring: &Ring, partition: Partition) {
         let ns = replicated_ns(node, ring, partition, true);
         let verified = !ns.is_empty();
-        let mut running = Running::new(partition, ns, Phase::Exchanging, verified);
+        let mut running = Running::new(partition, ns, Phase::Exchanging, verified, node.now);
         running.begin_n(node.id, ring);
         self.running = Some(running);
         self.drive(node);
@@ -235,6 +243,7 @@ impl Verifier {
             Vec::new(),
             Phase::Reaping(jobs),
             true,
+            node.now,
         ));
     }
 
@@ -303,10 +312,14 @@ impl Verifier {
     }
 
     /// The verification is over; a repair that runs counts it.
-    fn finish(&mut self, _node: &mut NodeState) {
+    fn finish(&mut self, node: &mut NodeState) {
         let Some(running) = self.running.take() else {
             return;
         };
+        if running.outcome.report.keys_repaired > 0 {
+            let busy_ms = node.now.saturating_sub(running.started_ms);
+            node.history.repaired(running.outcome.bytes, busy_ms);
+        }
         if let Some(repair) = self.repair.as_mut() {
             repair.partition_done(running.outcome);
         }
@@ -359,7 +372,8 @@ impl Verifier {
                 RepairStep::Verify(partition) => {
                     let ns = replicated_ns(node, &ring, partition, true);
                     let verified = !ns.is_empty();
-                    let mut running = Running::new(partition, ns, Phase::Exchanging, verified);
+                    let mut running =
+                        Running::new(partition, ns, Phase::Exchanging, verified, node.now);
                     running.begin_n(node.id, &ring);
                     self.running = Some(running);
                 }
@@ -488,6 +502,22 @@ impl Verifier {
     /// replicates was verified (since start for one never verified), and
     /// how many never were.
     pub(crate) fn gauges(&self, node: &NodeState) -> (u64, u64) {
+        let (oldest_ms, unverified) = self.oldest_verified_ms(node);
+        (oldest_ms / 1000, unverified)
+    }
+
+    /// The age of the least recently verified partition this node
+    /// replicates, once every one was verified since it started.
+    pub(crate) fn sweep_ms(&self, node: &NodeState) -> Option<u64> {
+        match self.oldest_verified_ms(node) {
+            (oldest_ms, 0) if oldest_ms > 0 => Some(oldest_ms),
+            _ => None,
+        }
+    }
+
+    /// Ms since the least recently verified partition was verified (since
+    /// start, if never), and how many were never verified.
+    fn oldest_verified_ms(&self, node: &NodeState) -> (u64, u64) {
         let Some(ring) = node.ring() else {
             return (0, 0);
         };
@@ -505,7 +535,7 @@ impl Verifier {
             })
             .max()
             .unwrap_or(0);
-        (oldest_ms / 1000, unverified)
+        (oldest_ms, unverified)
     }
 }
 

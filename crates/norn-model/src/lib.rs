@@ -7,7 +7,9 @@
 //! - [`durability`]: *how likely is it that a key is lost this year?* A
 //!   Markov chain of replica loss and repair, and the availability of read
 //!   and write quorums, strict and sloppy.
-//! - [`live`]: the WARS delays from what a running cluster measured.
+//! - [`live`]: the WARS delays from what a running cluster measured;
+//!   [`measured`]: the durability model's failure rate, node availability
+//!   and repair time from what it saw.
 //!
 //! Everything here is pure and seeded: the same inputs give the same
 //! numbers.
@@ -15,6 +17,7 @@
 pub mod distribution;
 pub mod durability;
 pub mod live;
+pub mod measured;
 pub mod pbs;
 
 pub use distribution::Distribution;

@@ -144,6 +144,9 @@ pub enum Request {
     /// Admin: the receiver's latency histograms, for staleness predictions
     /// (`norn admin pbs`).
     AdminLatencies,
+    /// Admin: the outages of its peers the receiver saw and its repair
+    /// work, for the durability model (`norn admin model`).
+    AdminFailureHistory,
 }
 
 impl Request {
@@ -179,7 +182,8 @@ impl Request {
             | Request::AdminRepairProgress
             | Request::AdminRepairStatus
             | Request::AdminTransfers
-            | Request::AdminLatencies => false,
+            | Request::AdminLatencies
+            | Request::AdminFailureHistory => false,
         }
     }
 
@@ -397,6 +401,7 @@ pub enum Response {
     RepairStatus(Vec<PartitionVerified>),
     Transfers(Vec<TransferView>),
     Latencies(NodeLatencies),
+    FailureHistory(NodeFailureHistory),
 }
 
 /// A latency histogram: per non-empty bucket, its highest value in
@@ -424,6 +429,39 @@ pub struct NodeLatencies {
     pub write_service: LatencyBuckets,
     pub read_service: LatencyBuckets,
     pub peers: Vec<PeerLatencies>,
+}
+
+/// One peer's outages as a node's failure detector saw them, from the
+/// peer's first time seen up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerOutages {
+    pub node: NodeId,
+    /// Time since the peer was first seen up, ms.
+    pub watched_ms: u64,
+    /// Times the peer went from up to down.
+    pub down_events: u64,
+    /// Time the peer was seen down, ms, the current outage included.
+    pub down_ms: u64,
+}
+
+/// What one node saw of failures and repairs since it started.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeFailureHistory {
+    pub node: NodeId,
+    /// How long the node has run, ms.
+    pub watched_ms: u64,
+    pub peers: Vec<PeerOutages>,
+    /// Bytes of data the node stores.
+    pub storage_bytes: u64,
+    /// Bytes moved by finished repair work (ownership transfers, and
+    /// anti-entropy verifications that repaired keys), and the time that
+    /// work ran, ms.
+    pub repair_bytes: u64,
+    pub repair_busy_ms: u64,
+    /// Age of the least recently verified partition, once every partition
+    /// of the node was verified since it started: at most the time one
+    /// sweep of anti-entropy over its partitions takes.
+    pub sweep_ms: Option<u64>,
 }
 
 /// A member as one node sees it.

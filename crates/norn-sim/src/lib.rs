@@ -18,10 +18,13 @@
 //! then [`checker`] classifies every acknowledged write.
 //!
 //! [`pbs`] measures staleness on a quiet simulated cluster beside
-//! norn-model's prediction (`make pbs-check`).
+//! norn-model's prediction (`make pbs-check`); [`availability`] measures
+//! quorum availability with nodes up at random beside norn-model's
+//! (`make availability-check`).
 //!
 //! Replay a seed: `cargo run -p norn-sim --release -- --seed SEED`.
 
+pub mod availability;
 pub mod checker;
 pub mod node;
 pub mod pbs;

@@ -17,6 +17,8 @@ use norn_core::{SyncToken, Timer};
 use crate::node::{Addr, Body, Envelope, Out, SimNode};
 use crate::workload::{blind_id, Client, History, BLIND_KEYS, REGISTER_KEYS, SET_KEYS};
 
+mod quiet;
+
 /// The shape of a run.
 #[derive(Debug, Clone, Copy)]
 pub struct SimOptions {
@@ -762,54 +764,6 @@ impl World {
             trace: self.trace.finish(),
             messages: self.messages,
         }
-    }
-}
-
-/// A quiet cluster for measurements: no faults, no clients, delays of a
-/// set distribution; the caller sends requests and lets time pass.
-impl World {
-    /// `nodes` nodes in one ring, started, with no fault and no client;
-    /// messages between nodes take `1 + floor(x)` ms, x exponential of
-    /// mean `mean_delay_ms`, and the caller's requests and answers take no
-    /// time (so a read sent `t` after a write's answer starts `t` after
-    /// its coordinator had it).
-    pub fn quiet(seed: u64, nodes: usize, mean_delay_ms: f64) -> World {
-        let options = SimOptions {
-            nodes,
-            spares: 0,
-            clients: 0,
-            fault_ms: 0,
-            ..SimOptions::default()
-        };
-        let mut world = World::new(seed, options);
-        world.delays = Delays::Exponential {
-            mean_ms: mean_delay_ms,
-        };
-        world
-    }
-
-    /// Sends `request` to `node` as the operator and runs until it is
-    /// answered; `None` after `timeout_ms` of virtual time.
-    pub fn ask(&mut self, node: usize, request: Request, timeout_ms: u64) -> Option<Response> {
-        self.awaiting = Some(self.send_as_operator(node, request));
-        let deadline = self.now + timeout_ms;
-        while self.answer.is_none() && self.now <= deadline && self.step() {}
-        self.awaiting = None;
-        self.answer.take()
-    }
-
-    /// Runs every event due in the next `ms` of virtual time, and stops
-    /// the clock there.
-    pub fn advance(&mut self, ms: u64) {
-        let until = self.now + ms;
-        while self
-            .queue
-            .peek()
-            .is_some_and(|Reverse((at, _))| *at <= until)
-        {
-            self.step();
-        }
-        self.now = until;
     }
 }
 

@@ -127,16 +127,19 @@ impl Backend for RocksBackend {
         Ok(out)
     }
 
+    /// The data column's live SST files and memtables (writes not yet
+    /// flushed to a file are data stored too).
     fn data_size_bytes(&self) -> u64 {
-        self.cf(Column::Data)
-            .ok()
-            .and_then(|cf| {
-                self.db
-                    .property_int_value_cf(cf, "rocksdb.live-sst-files-size")
-                    .ok()
-                    .flatten()
-            })
-            .unwrap_or(0)
+        let Ok(cf) = self.cf(Column::Data) else {
+            return 0;
+        };
+        [
+            "rocksdb.live-sst-files-size",
+            "rocksdb.cur-size-all-mem-tables",
+        ]
+        .iter()
+        .filter_map(|property| self.db.property_int_value_cf(cf, *property).ok().flatten())
+        .sum()
     }
 }
 

@@ -265,16 +265,18 @@ enum AdminCommand {
         /// Nodes in the cluster; no cluster needed.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
         nodes: Option<u32>,
-        /// Failures per node and year that lose its data for good.
-        #[arg(long, default_value_t = 0.05)]
-        failures_per_year: f64,
-        /// Hours to re-create a lost replica: a node's data over the
-        /// cluster's repair throughput.
-        #[arg(long, default_value_t = 24.0)]
-        repair_hours: f64,
-        /// The share of time each node is up (0..=1).
-        #[arg(long, default_value_t = 0.999)]
-        availability: f64,
+        /// Failures per node and year that lose its data for good
+        /// (default: the cluster's down events, else 0.05).
+        #[arg(long)]
+        failures_per_year: Option<f64>,
+        /// Hours to re-create a lost replica (default: a node's data over
+        /// the cluster's measured repair throughput, else 24).
+        #[arg(long)]
+        repair_hours: Option<f64>,
+        /// The share of time each node is up, 0..=1 (default: as the
+        /// cluster's failure detectors saw it, else 0.999).
+        #[arg(long)]
+        availability: Option<f64>,
         /// Primaries a sloppy write needs (PW).
         #[arg(long, default_value_t = 0)]
         pw: u8,
