@@ -479,6 +479,12 @@ impl Core {
         self.sign_own_record();
     }
 
+    /// Replaces the seeds the shell found by DNS (see
+    /// [`norn_membership::Membership::set_discovered_seeds`]).
+    pub fn set_discovered_seeds(&mut self, addresses: Vec<String>) {
+        self.node.membership.set_discovered_seeds(addresses);
+    }
+
     /// Signs this node's own record again if its identity changed since
     /// it was last signed (at the start, and when a peer remembered a later
     /// life of this node).

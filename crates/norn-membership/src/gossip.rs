@@ -126,6 +126,8 @@ pub struct Membership {
     peers: BTreeMap<NodeId, Peer>,
     /// Addresses to contact before their node ids are known (join seeds).
     seeds: Vec<String>,
+    /// Seeds found by DNS, replaced on each resolution.
+    discovered: Vec<String>,
     ring: Option<Ring>,
     staged: BTreeMap<NodeId, StagedChange>,
     rng: SmallRng,
@@ -140,6 +142,7 @@ impl Membership {
             me,
             peers: BTreeMap::new(),
             seeds: Vec::new(),
+            discovered: Vec::new(),
             ring,
             staged: BTreeMap::new(),
             rng: SmallRng::seed_from_u64(seed),
@@ -179,6 +182,20 @@ impl Membership {
         for address in addresses {
             if address != self.me.address && !self.seeds.contains(&address) {
                 self.seeds.push(address);
+            }
+        }
+    }
+
+    /// Replaces the seeds found by DNS. A name's records need not match
+    /// the addresses members advertise (IPs beside names), so whether they
+    /// are known cannot be told by address: they are gossiped to (those
+    /// not known by address) only while this node knows fewer peers than
+    /// there are of them. The shell leaves this node's own addresses out.
+    pub fn set_discovered_seeds(&mut self, addresses: Vec<String>) {
+        self.discovered.clear();
+        for address in addresses {
+            if address != self.me.address && !self.discovered.contains(&address) {
+                self.discovered.push(address);
             }
         }
     }
@@ -271,7 +288,8 @@ impl Membership {
 
     /// One gossip round: bump the heartbeat, re-evaluate every peer, and send
     /// the digest to up to `gossip_fanout` peers (and to every seed not yet
-    /// known by id).
+    /// known by address; see [`Membership::set_discovered_seeds`] for those
+    /// found by DNS).
     pub fn tick(&mut self, now_ms: u64) -> Vec<Effect> {
         self.me.heartbeat = self.me.heartbeat.saturating_add(1);
         let mut effects = Vec::new();
@@ -296,9 +314,11 @@ impl Membership {
             .values()
             .map(|p| p.member.address.as_str())
             .collect();
+        let discovering = self.peers.len() < self.discovered.len();
         let unknown_seeds: Vec<String> = self
             .seeds
             .iter()
+            .chain(self.discovered.iter().filter(|_| discovering))
             .filter(|s| !known.contains(&s.as_str()))
             .cloned()
             .collect();

@@ -401,3 +401,50 @@ fn staged_changes_spread_and_a_commit_clears_them() {
         );
     }
 }
+
+/// The addresses a tick of `membership` gossips to.
+fn gossiped_to(membership: &mut Membership, now_ms: u64) -> BTreeSet<String> {
+    membership
+        .tick(now_ms)
+        .into_iter()
+        .filter_map(|effect| match effect {
+            Effect::Send { address, .. } => Some(address),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Seeds found by DNS may be IPs of members that advertise names: they are
+/// gossiped to while the node knows fewer peers than there are of them,
+/// replaced on each resolution, and never include the node itself.
+#[test]
+fn discovered_seeds_are_gossiped_to_until_their_nodes_are_known() {
+    let config = MembershipConfig::default();
+    let mut membership = Membership::new(member(1, 1), None, config, seed());
+    let (a, b) = ("10.9.0.2:7000".to_string(), "10.9.0.3:7000".to_string());
+    membership.set_discovered_seeds(vec![a.clone(), b.clone(), address(1)]);
+    assert_eq!(
+        gossiped_to(&mut membership, 0),
+        BTreeSet::from([a.clone(), b.clone()])
+    );
+    membership.set_discovered_seeds(vec![b.clone()]);
+    assert_eq!(
+        gossiped_to(&mut membership, 500),
+        BTreeSet::from([b.clone()])
+    );
+
+    // Node 2, advertising another address than its record in DNS, is now
+    // known: one peer for one discovered seed, so only the peer is asked.
+    let digest = GossipMessage::Digest {
+        from: NodeId(2),
+        members: vec![member(2, 1)],
+        staged: Vec::new(),
+        ring_version: 0,
+        ring_fingerprint: 0,
+    };
+    membership.receive(600, digest, Sender::Admitted);
+    assert_eq!(
+        gossiped_to(&mut membership, 1_000),
+        BTreeSet::from([address(2)])
+    );
+}

@@ -207,14 +207,22 @@ fn tls_error(reason: impl std::fmt::Display) -> NetError {
     }
 }
 
-/// Refuses a private key that group or others can read.
+/// Whether a private key file of `mode`, owned by `owner`, is private
+/// enough: no access for others, nor for the group, except reading when
+/// root owns the file (PostgreSQL's rule: a key root owns and shares with
+/// the service's group, such as a Kubernetes Secret mounted with an
+/// `fsGroup`, mode 0440).
+pub fn private_key_mode_ok(mode: u32, owner: u32) -> bool {
+    mode & 0o077 == 0 || (owner == 0 && mode & 0o037 == 0)
+}
+
+/// Refuses a private key that others can read (see
+/// [`private_key_mode_ok`]).
 pub fn check_private_key_mode(path: &Path) -> Result<(), NetError> {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(path)
-        .map_err(|e| file_error(path, e))?
-        .permissions()
-        .mode();
-    if mode & 0o077 != 0 {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let metadata = std::fs::metadata(path).map_err(|e| file_error(path, e))?;
+    let mode = metadata.permissions().mode();
+    if !private_key_mode_ok(mode, metadata.uid()) {
         return Err(NetError::KeyPermissions {
             path: path.display().to_string(),
             mode: mode & 0o777,
@@ -408,4 +416,24 @@ pub fn peer_certificate(
     let identity = identity_from_certificate(leaf)
         .ok_or_else(|| refused("certificate names no norn identity"))?;
     Ok((identity, norn_trust::fingerprint(leaf.as_ref())))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::private_key_mode_ok;
+
+    #[test]
+    fn a_key_is_private_to_its_owner_or_shared_read_only_with_roots_group() {
+        assert!(private_key_mode_ok(0o100600, 10001));
+        assert!(private_key_mode_ok(0o100400, 0));
+        assert!(private_key_mode_ok(0o100440, 0));
+        assert!(private_key_mode_ok(0o100640, 0));
+        assert!(
+            !private_key_mode_ok(0o100640, 10001),
+            "group of a non-root owner"
+        );
+        assert!(!private_key_mode_ok(0o100660, 0), "group may write");
+        assert!(!private_key_mode_ok(0o100644, 0), "others may read");
+        assert!(!private_key_mode_ok(0o100604, 10001));
+    }
 }

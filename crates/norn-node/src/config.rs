@@ -84,12 +84,22 @@ pub struct NodeSection {
     pub weight: u32,
     /// UDP address of the QUIC endpoint; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Address peers and clients use, if not the bound one.
+    /// Address peers and clients use, if not the bound one: `ip:port` or
+    /// `host:port` (a name resolved on every new connection, such as a
+    /// StatefulSet pod's stable DNS name).
     #[serde(default)]
-    pub advertise: Option<SocketAddr>,
+    pub advertise: Option<String>,
     /// Nodes to gossip with at start, `host:port`; at most 64.
     #[serde(default)]
     pub seeds: Vec<String>,
+    /// DNS names (`host:port`) whose every A and AAAA record is a seed, such
+    /// as a headless Service; resolved at start and every
+    /// `seed_refresh_ms`; at most 16.
+    #[serde(default)]
+    pub seed_names: Vec<String>,
+    /// How often `seed_names` are resolved again, 1,000..=3,600,000 ms.
+    #[serde(default = "default_seed_refresh_ms")]
+    pub seed_refresh_ms: u64,
     /// Directory of the node's database and run files.
     pub data_dir: PathBuf,
     /// Worker threads of the node's runtime, 1..=1024; default: the
@@ -173,6 +183,26 @@ fn default_weight() -> u32 {
     1
 }
 
+fn default_seed_refresh_ms() -> u64 {
+    30_000
+}
+
+/// Whether `address` is `host:port` with a port and a host of DNS name
+/// characters (or an IP address, brackets for IPv6).
+fn host_port_ok(address: &str) -> bool {
+    if address.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = address.rsplit_once(':') else {
+        return false;
+    };
+    port.parse::<u16>().is_ok()
+        && (1..=253).contains(&host.len())
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_".contains(&b))
+}
+
 impl NodeConfig {
     /// Reads, parses and validates `path`, resolving relative paths against
     /// its directory.
@@ -182,6 +212,7 @@ impl NodeConfig {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
+        let text = expand_env(&text, |name| std::env::var(name).ok()).map_err(invalid)?;
         let mut config: NodeConfig = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
@@ -272,6 +303,19 @@ impl NodeConfig {
         if self.node.seeds.len() > 64 {
             return Err("node.seeds holds more than 64 addresses".into());
         }
+        if self.node.seed_names.len() > 16 {
+            return Err("node.seed_names holds more than 16 names".into());
+        }
+        let addresses = self.node.advertise.iter().chain(&self.node.seed_names);
+        if let Some(bad) = addresses.chain(&self.node.seeds).find(|a| !host_port_ok(a)) {
+            return Err(format!("{bad:?} in [node] is not host:port"));
+        }
+        if !(1_000..=3_600_000).contains(&self.node.seed_refresh_ms) {
+            return Err(format!(
+                "node.seed_refresh_ms {} must be 1000..=3600000",
+                self.node.seed_refresh_ms
+            ));
+        }
         if let Some(threads) = self.node.threads {
             if !(1..=1024).contains(&threads) {
                 return Err(format!("node.threads {threads} must be 1..=1024"));
@@ -330,6 +374,48 @@ impl NodeConfig {
     }
 }
 
+/// Replaces every `${NAME}` in `text` with the variable `NAME` as `lookup`
+/// finds it, or `${NAME:-default}` with `default` when it is unset or
+/// empty; `$$` is one `$`. So one config serves every pod of a StatefulSet
+/// (`name = "${POD_NAME}"`). An unset variable without a default, or an
+/// unclosed `${`, is an error naming it.
+pub fn expand_env(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix('{') {
+            let end = tail.find('}').ok_or_else(|| {
+                format!("unclosed ${{ in {:?}", &rest[at..rest.len().min(at + 40)])
+            })?;
+            let (name, default) = match tail[..end].split_once(":-") {
+                Some((name, default)) => (name, Some(default)),
+                None => (&tail[..end], None),
+            };
+            let name_ok =
+                !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+            if !name_ok {
+                return Err(format!("${{{}}} is not a variable name", &tail[..end]));
+            }
+            match (lookup(name).filter(|v| !v.is_empty()), default) {
+                (Some(value), _) => out.push_str(&value),
+                (None, Some(default)) => out.push_str(default),
+                (None, None) => return Err(format!("environment variable {name} is not set")),
+            }
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,5 +465,26 @@ mod tests {
         assert!(err.contains("ring.partition_bits"), "{err}");
         let err = parse(&MINIMAL.replace("\"n1\"\n", "\"bad name!\"\n")).expect_err("bad name");
         assert!(err.contains("node.name"), "{err}");
+    }
+
+    #[test]
+    fn environment_variables_fill_the_config() {
+        let env = |name: &str| match name {
+            "POD_NAME" => Some("norn-2".to_string()),
+            "EMPTY" => Some(String::new()),
+            _ => None,
+        };
+        assert_eq!(
+            expand_env("name = \"${POD_NAME}\" zone = \"${ZONE:-default}\"", env).as_deref(),
+            Ok("name = \"norn-2\" zone = \"default\"")
+        );
+        assert_eq!(
+            expand_env("${EMPTY:-x} $$ a$b", env).as_deref(),
+            Ok("x $ a$b")
+        );
+        let err = expand_env("cert = \"${MISSING}.pem\"", env).expect_err("unset");
+        assert!(err.contains("MISSING"), "{err}");
+        assert!(expand_env("${POD_NAME", env).is_err());
+        assert!(expand_env("${bad name}", env).is_err());
     }
 }

@@ -19,6 +19,8 @@ use norn_proto::{ErrorCode, ErrorReply, MemberInfo, NodeLatencies, Request, Resp
 use norn_ring::Ring;
 use norn_storage::Storage;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::resolver::Resolver;
 use tracing::Instrument;
 
 /// Inputs queued for the core before callers wait.
@@ -56,6 +58,8 @@ enum Input {
     View(View),
     /// New certificates were loaded: judge by and sign with these.
     Trust(Trust),
+    /// The seeds `node.seed_names` resolve to now.
+    DiscoveredSeeds(Vec<String>),
 }
 
 /// A handle to a running driver, for the endpoint's and the HTTP API's
@@ -91,6 +95,11 @@ impl DriverHandle {
     /// Hands the core the trust of newly loaded certificates.
     pub(crate) async fn set_trust(&self, trust: Trust) {
         let _ = self.inputs.send(Input::Trust(trust)).await;
+    }
+
+    /// Hands the core the seeds DNS gave.
+    pub(crate) async fn set_discovered_seeds(&self, addresses: Vec<String>) {
+        let _ = self.inputs.send(Input::DiscoveredSeeds(addresses)).await;
     }
 
     pub(crate) async fn view<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> View) -> Option<T> {
@@ -146,6 +155,8 @@ pub(crate) struct Driver {
     /// For the tasks the driver starts to report back.
     handle: mpsc::Sender<Input>,
     endpoint: Arc<Endpoint>,
+    /// Peers' names, resolved once and kept.
+    resolver: Resolver,
     storage: Arc<dyn Storage>,
     started: Instant,
     calls: HashMap<CallId, Waiting>,
@@ -211,6 +222,7 @@ impl Driver {
             inputs: rx,
             handle: tx.clone(),
             endpoint,
+            resolver: Resolver::default(),
             storage,
             started,
             calls: HashMap::new(),
@@ -321,6 +333,7 @@ impl Driver {
             }
             Input::View(view) => self.answer_view(view),
             Input::Trust(trust) => self.core.set_trust(trust),
+            Input::DiscoveredSeeds(addresses) => self.core.set_discovered_seeds(addresses),
         }
     }
 
@@ -379,11 +392,12 @@ impl Driver {
     /// as an input.
     fn send(&self, to: Destination, token: Token, request: Request, timeout_ms: u64) {
         let (endpoint, handle) = (self.endpoint.clone(), self.handle.clone());
+        let resolver = self.resolver.clone();
         let timeout = Duration::from_millis(timeout_ms);
         let timed = round_trip_kind(&to, &request);
         let task = async move {
             let sent = Instant::now();
-            let reply = match resolve(&to).await {
+            let reply = match resolve(&resolver, &to).await {
                 // A peer that restarted resets the pooled connection its
                 // previous process held: what may arrive twice is sent again
                 // on a fresh one, so the first request after a restart does
@@ -459,12 +473,10 @@ impl Driver {
     }
 }
 
-async fn resolve(to: &Destination) -> Result<SocketAddr, String> {
+/// The address a destination names, through `resolver`.
+async fn resolve(resolver: &Resolver, to: &Destination) -> Result<SocketAddr, String> {
     let address = match to {
         Destination::Node { address, .. } | Destination::Address(address) => address,
     };
-    match address.parse::<SocketAddr>() {
-        Ok(addr) => Ok(addr),
-        Err(_) => Endpoint::resolve(address).await.map_err(|e| e.to_string()),
-    }
+    resolver.resolve(address).await
 }

@@ -10,6 +10,9 @@
 //!   group-committed syncs.
 //! - [`http`]: the HTTP API.
 //! - [`identity`]: the node's persistent id and incarnation.
+//! - `resolver`: peers' names resolved once and kept, off the send path.
+//! - [`watch`]: seeds from DNS names, and certificate files reloaded when
+//!   they change.
 //! - [`error`]: [`NodeError`], why a node cannot start.
 
 pub mod config;
@@ -19,6 +22,8 @@ pub mod http;
 pub mod identity;
 pub mod limits;
 pub mod node;
+mod resolver;
+pub mod watch;
 
 pub use config::NodeConfig;
 pub use error::NodeError;

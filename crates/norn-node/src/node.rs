@@ -136,7 +136,10 @@ impl Node {
             &tls,
             config.endpoint_limits(),
         )?);
-        let advertised = config.node.advertise.unwrap_or(endpoint.local_addr()?);
+        let advertised = match &config.node.advertise {
+            Some(address) => address.clone(),
+            None => endpoint.local_addr()?.to_string(),
+        };
         let address_file = data_dir.join(ADDRESS_FILE);
         std::fs::write(&address_file, format!("{advertised}\n"))
             .map_err(|e| io_error(address_file.display(), e))?;
@@ -144,7 +147,7 @@ impl Node {
         let me = NodeIdentity {
             id: node_id,
             name: config.node.name.clone(),
-            address: advertised.to_string(),
+            address: advertised.clone(),
             zone: config.node.zone.clone(),
             weight: config.node.weight,
             incarnation: identity.incarnation,
@@ -219,7 +222,18 @@ impl Node {
             async move { endpoint.serve(handler).await }.instrument(self.span.clone())
         });
         let http = self.clone().start_http().await?;
+        let mut watchers = vec![tokio::spawn(
+            crate::watch::watch_certificates(self.clone()).instrument(self.span.clone()),
+        )];
+        if !self.config.node.seed_names.is_empty() {
+            watchers.push(tokio::spawn(
+                crate::watch::discover_seeds(self.clone()).instrument(self.span.clone()),
+            ));
+        }
         shutdown.await;
+        for watcher in &watchers {
+            watcher.abort();
+        }
         self.span.in_scope(|| tracing::info!("shutting down"));
         http.abort();
         self.endpoint.close();
@@ -272,6 +286,20 @@ impl Node {
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = expires;
         Ok(())
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
+    /// The address the QUIC endpoint is bound to.
+    pub fn local_addr(&self) -> Result<std::net::SocketAddr, NodeError> {
+        Ok(self.endpoint.local_addr()?)
+    }
+
+    /// Hands the core the seeds DNS gave (see [`crate::watch`]).
+    pub(crate) async fn set_discovered_seeds(&self, addresses: Vec<String>) {
+        self.driver.set_discovered_seeds(addresses).await;
     }
 
     /// The ring the core holds.
