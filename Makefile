@@ -5,7 +5,7 @@ CARGO ?= cargo
 NODES ?= 3
 PROFILE ?= release
 
-.PHONY: deps build test lint fmt bench bench-etcd bench-balance bench-storage bench-latency pbs-check pbs-check-cluster availability-check bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop
+.PHONY: deps build test lint fmt bench bench-etcd bench-balance bench-storage bench-latency pbs-check pbs-check-cluster availability-check bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop image cluster-containers cluster-containers-stop
 
 ## Installs missing system packages, then builds RocksDB's library once
 ## for every profile (tools/rocksdb-lib.sh; .cargo/config.toml links it).
@@ -59,6 +59,22 @@ cluster: deps
 
 cluster-stop:
 	@tools/cluster-stop.sh
+
+## The container image localhost/norn:dev (NORN_IMAGE) with podman, from
+## release binaries built here (installs podman when missing); see
+## deploy/container/ and README "Running on many machines".
+image: deps
+	@tools/image.sh
+
+## NODES (5) norn containers on a podman network of their own, each with
+## its own volume and DNS name, finding each other through DNS, in one
+## ring (builds the image first); cluster-containers-stop removes them,
+## their volumes and the network.
+cluster-containers: deps
+	@NODES=$(or $(CONTAINER_NODES),5) tools/cluster-containers.sh up
+
+cluster-containers-stop:
+	@tools/cluster-containers.sh down
 
 ## YCSB A, B, C and A with DW=2 at the standard settings against the local
 ## cluster (starts one if none is up); DURATION=60 KEYS=100000 by default.
