@@ -374,7 +374,7 @@ fn print_model(report: &ModelReport, pw: u8) {
     }
     let i = &report.inputs;
     println!(
-        "inputs: {} failures per node and year ({}), {:.3} h to re-create a replica ({}), nodes up {:.4}% of the time ({})",
+        "inputs: {:.4} failures per node and year ({}), {:.3} h to re-create a replica ({}), nodes up {:.4}% of the time ({})",
         i.failures_per_year.value,
         i.failures_per_year.source,
         i.repair_hours.value,
