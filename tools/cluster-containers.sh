@@ -16,7 +16,7 @@
 # runs the CLI in a client container on the network, with the admin and
 # data certificates. A failing `up` removes what it made (unless
 # KEEP_ON_FAILURE=1, for a look at `podman logs`).
-set -euo pipefail
+set -Eeuo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 # shellcheck source=tools/container-lib.sh
@@ -117,10 +117,11 @@ up() {
   [ "$seen" -ge "$NODES" ] || { echo "n1 sees $seen of $NODES nodes" >&2; false; }
   for i in $(seq 1 "$NODES"); do norn_cli --node "n$i:7000" admin join n1:7000 >/dev/null; done
   for _ in $(seq 1 120); do
-    staged=$(norn_cli --node n1:7000 admin plan --json | json_field "len(d['staged'])")
+    staged=$(norn_cli --node n1:7000 admin plan --json 2>/dev/null | json_field "len(d['staged'])" 2>/dev/null || echo 0)
     [ "$staged" -ge "$NODES" ] && break
     sleep 0.5
   done
+  [ "$staged" -ge "$NODES" ] || { echo "n1 has $staged of $NODES joins staged" >&2; false; }
   norn_cli --node n1:7000 admin commit >/dev/null
   echo "waiting until every node holds the ring and sees every other up"
   for _ in $(seq 1 120); do

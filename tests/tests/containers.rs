@@ -68,17 +68,27 @@ impl Containers {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Whether node `observer` sees node `name` up.
-    fn sees_up(&self, observer: &str, name: &str) -> bool {
+    /// Whether node `observer` sees node `name` up; `None` when it did not
+    /// answer.
+    fn sees_up(&self, observer: &str, name: &str) -> Option<bool> {
         let members = self.script(&["norn", "--node", observer, "admin", "members", "--json"]);
-        let Ok(members) = serde_json::from_slice::<serde_json::Value>(&members.stdout) else {
-            return false;
-        };
-        members.as_array().is_some_and(|members| {
+        let members = serde_json::from_slice::<serde_json::Value>(&members.stdout).ok()?;
+        let members = members.as_array()?;
+        Some(
             members
                 .iter()
-                .any(|m| m["member"]["name"] == name && m["up"] == true)
-        })
+                .any(|m| m["member"]["name"] == name && m["up"] == true),
+        )
+    }
+
+    /// Runs a script command that must succeed (kill, start).
+    fn must(&self, args: &[&str]) {
+        let output = self.script(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 
     fn wait_until(&self, what: &str, mut condition: impl FnMut() -> bool) {
@@ -147,14 +157,16 @@ fn five_containers_find_each_other_by_dns_and_a_killed_one_loses_no_write() {
     for key in &keys[..15] {
         put(key);
     }
-    containers.script(&["kill", "3"]);
-    containers.wait_until("n1 sees n3 down", || !containers.sees_up("n1:7000", "n3"));
+    containers.must(&["kill", "3"]);
+    containers.wait_until("n1 sees n3 down", || {
+        containers.sees_up("n1:7000", "n3") == Some(false)
+    });
     for key in &keys[15..] {
         put(key);
     }
-    containers.script(&["start", "3"]);
+    containers.must(&["start", "3"]);
     containers.wait_until("n1 sees n3 up again", || {
-        containers.sees_up("n1:7000", "n3")
+        containers.sees_up("n1:7000", "n3") == Some(true)
     });
     for key in &keys {
         // A write tried again after a failed attempt may have added a

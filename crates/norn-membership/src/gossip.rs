@@ -188,9 +188,10 @@ impl Membership {
 
     /// Replaces the seeds found by DNS. A name's records need not match
     /// the addresses members advertise (IPs beside names), so whether they
-    /// are known cannot be told by address: they are gossiped to (those
-    /// not known by address) only while this node knows fewer peers than
-    /// there are of them. The shell leaves this node's own addresses out.
+    /// are known cannot be told by address: while this node sees fewer
+    /// peers up than there are of them, up to `gossip_fanout` of them (not
+    /// known by address), drawn at random, are gossiped to each round. The
+    /// shell leaves this node's own addresses out.
     pub fn set_discovered_seeds(&mut self, addresses: Vec<String>) {
         self.discovered.clear();
         for address in addresses {
@@ -314,13 +315,24 @@ impl Membership {
             .values()
             .map(|p| p.member.address.as_str())
             .collect();
-        let discovering = self.peers.len() < self.discovered.len();
+        let peers_up = self.peers.values().filter(|p| p.up).count();
+        let mut discovered: Vec<String> = if peers_up < self.discovered.len() {
+            self.discovered
+                .iter()
+                .filter(|s| !known.contains(&s.as_str()))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+        discovered.shuffle(&mut self.rng);
+        discovered.truncate(self.config.gossip_fanout);
         let unknown_seeds: Vec<String> = self
             .seeds
             .iter()
-            .chain(self.discovered.iter().filter(|_| discovering))
             .filter(|s| !known.contains(&s.as_str()))
             .cloned()
+            .chain(discovered)
             .collect();
         for address in targets.into_iter().chain(unknown_seeds) {
             effects.push(Effect::Send {

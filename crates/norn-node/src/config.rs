@@ -212,8 +212,7 @@ impl NodeConfig {
             reason,
         };
         let text = std::fs::read_to_string(path).map_err(|e| invalid(e.to_string()))?;
-        let text = expand_env(&text, |name| std::env::var(name).ok()).map_err(invalid)?;
-        let mut config: NodeConfig = toml::from_str(&text).map_err(|e| invalid(e.to_string()))?;
+        let mut config = parse_expanded(&text, |name| std::env::var(name).ok()).map_err(invalid)?;
         let base = path.parent().unwrap_or(Path::new("."));
         for p in [
             &mut config.node.data_dir,
@@ -374,6 +373,37 @@ impl NodeConfig {
     }
 }
 
+/// Parses `text` as a config whose string values (not its comments) may
+/// name environment variables, as [`expand_env`] fills them.
+pub fn parse_expanded(
+    text: &str,
+    lookup: impl Fn(&str) -> Option<String> + Copy,
+) -> Result<NodeConfig, String> {
+    fn expand_strings(
+        value: &mut toml::Value,
+        lookup: impl Fn(&str) -> Option<String> + Copy,
+    ) -> Result<(), String> {
+        match value {
+            toml::Value::String(text) => *text = expand_env(text, lookup)?,
+            toml::Value::Array(values) => {
+                for value in values {
+                    expand_strings(value, lookup)?;
+                }
+            }
+            toml::Value::Table(table) => {
+                for (_, value) in table.iter_mut() {
+                    expand_strings(value, lookup)?;
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+    let mut value: toml::Value = toml::from_str(text).map_err(|e| e.to_string())?;
+    expand_strings(&mut value, lookup)?;
+    value.try_into().map_err(|e: toml::de::Error| e.to_string())
+}
+
 /// Replaces every `${NAME}` in `text` with the variable `NAME` as `lookup`
 /// finds it, or `${NAME:-default}` with `default` when it is unset or
 /// empty; `$$` is one `$`. So one config serves every pod of a StatefulSet
@@ -421,7 +451,7 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<NodeConfig, String> {
-        let config: NodeConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        let config = parse_expanded(text, |_| None)?;
         config.validate()?;
         Ok(config)
     }
@@ -485,6 +515,14 @@ mod tests {
         let err = expand_env("cert = \"${MISSING}.pem\"", env).expect_err("unset");
         assert!(err.contains("MISSING"), "{err}");
         assert!(expand_env("${POD_NAME", env).is_err());
+        assert!(expand_env("${é€ unclosed", env).is_err());
+        // Only values are filled: a comment may name anything.
+        let text = format!(
+            "# see ${{ANYTHING}}\n{}",
+            MINIMAL.replace("\"n1\"\n", "\"${POD_NAME}\"\n")
+        );
+        let config = parse_expanded(&text, env).expect("valid");
+        assert_eq!(config.node.name, "norn-2");
         assert!(expand_env("${bad name}", env).is_err());
     }
 }

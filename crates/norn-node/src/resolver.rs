@@ -18,6 +18,9 @@ use norn_net::Endpoint;
 /// How long a resolved address is used before it is resolved again.
 pub(crate) const FRESH_FOR: Duration = Duration::from_secs(10);
 
+/// The longest a resolution may take before the send fails.
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// Resolved names, shared by every send.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Resolver {
@@ -60,7 +63,10 @@ impl Resolver {
     }
 
     async fn resolve_now(&self, name: &str) -> Result<SocketAddr, String> {
-        let addr = Endpoint::resolve(name).await.map_err(|e| e.to_string())?;
+        let addr = tokio::time::timeout(RESOLVE_TIMEOUT, Endpoint::resolve(name))
+            .await
+            .map_err(|_| format!("resolving {name} took over {RESOLVE_TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())?;
         self.kept
             .lock()
             .unwrap_or_else(|p| p.into_inner())
