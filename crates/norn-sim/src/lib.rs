@@ -26,6 +26,7 @@
 
 pub mod availability;
 pub mod checker;
+pub mod compare;
 pub mod node;
 pub mod pbs;
 mod trust;

@@ -7,6 +7,7 @@
 use std::process::ExitCode;
 
 use norn_sim::availability::{self, Op};
+use norn_sim::compare::{self, Compared};
 
 /// The largest gap allowed between measured and predicted, in points:
 /// about three standard errors at 2,000 trials.
@@ -48,41 +49,22 @@ fn main() -> ExitCode {
         availability::NODES,
         availability::N
     );
-    println!(
-        "{:<16} {:>10} {:>10} {:>8}",
-        "probe", "measured", "predicted", "diff"
-    );
-    let mut worst = 0.0f64;
-    for row in &rows {
-        let (op, quorum, strict) = match row.case.op {
-            Op::Read => ("read", "R", "PR"),
-            Op::Write => ("write", "W", "PW"),
-        };
-        let diff = 100.0 * (row.measured - row.predicted);
-        worst = worst.max(diff.abs());
-        println!(
-            "{:<16} {:>9.2}% {:>9.2}% {:>+7.2}{}",
-            format!(
-                "{op} {quorum}={} {strict}={}",
-                row.case.k, row.case.primaries
-            ),
-            100.0 * row.measured,
-            100.0 * row.predicted,
-            diff,
-            if diff.abs() > BOUND_POINTS {
-                "  OUT"
-            } else {
-                ""
+    let compared: Vec<Compared> = rows
+        .iter()
+        .map(|row| {
+            let (op, quorum, strict) = match row.case.op {
+                Op::Read => ("read", "R", "PR"),
+                Op::Write => ("write", "W", "PW"),
+            };
+            Compared {
+                label: format!(
+                    "{op} {quorum}={} {strict}={}",
+                    row.case.k, row.case.primaries
+                ),
+                measured: row.measured,
+                predicted: row.predicted,
             }
-        );
-    }
-    println!(
-        "largest gap {worst:.2} points (bound {BOUND_POINTS}); {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    if worst > BOUND_POINTS {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+        })
+        .collect();
+    compare::report("probe", &compared, BOUND_POINTS, started)
 }

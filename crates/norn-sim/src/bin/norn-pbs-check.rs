@@ -5,6 +5,8 @@
 
 use std::process::ExitCode;
 
+use norn_sim::compare::{self, Compared};
+
 /// The largest gap allowed between measured and predicted, in points.
 const BOUND_POINTS: f64 = 2.0;
 
@@ -42,35 +44,14 @@ fn main() -> ExitCode {
     println!(
         "N=3, network delays 1 + floor(Exp(mean {mean_delay_ms} ms)) ms, {probes} probes per cell, seed {seed}"
     );
-    println!(
-        "{:<6} {:>7} {:>10} {:>10} {:>8}",
-        "R W", "t ms", "measured", "predicted", "diff"
-    );
-    let mut worst = 0.0f64;
-    for cell in &cells {
-        let diff = 100.0 * (cell.measured - cell.predicted);
-        worst = worst.max(diff.abs());
-        println!(
-            "{:<6} {:>7} {:>9.2}% {:>9.2}% {:>+7.2}{}",
-            format!("{} {}", cell.r, cell.w),
-            cell.t_ms,
-            100.0 * cell.measured,
-            100.0 * cell.predicted,
-            diff,
-            if diff.abs() > BOUND_POINTS {
-                "  OUT"
-            } else {
-                ""
-            }
-        );
-    }
-    println!(
-        "largest gap {worst:.2} points (bound {BOUND_POINTS}); {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    if worst > BOUND_POINTS {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
+    let compared: Vec<Compared> = cells
+        .iter()
+        .map(|cell| Compared {
+            label: format!("{:<6} {:>7}", format!("{} {}", cell.r, cell.w), cell.t_ms),
+            measured: cell.measured,
+            predicted: cell.predicted,
+        })
+        .collect();
+    let header = format!("{:<6} {:>7}", "R W", "t ms");
+    compare::report(&header, &compared, BOUND_POINTS, started)
 }
