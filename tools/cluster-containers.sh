@@ -3,10 +3,16 @@
 # (`make image`), each with its own volume and DNS name on a podman network
 # of their own. Every node has one config (deploy/container/nornd.toml,
 # filled from its environment), finds its peers by resolving one network
-# alias (`node.seed_names`), and is joined into one ring by `norn admin`
-# from a client container. Prints the time the ring took to form.
+# alias (`node.seed_names`) and stages its own join (`cluster.auto_join`);
+# an autopilot container (`norn admin autopilot`, the admin certificate)
+# commits the first ring once all NODES have. Prints the time the ring
+# took to form.
 #
-#   tools/cluster-containers.sh up | down | norn ARGS... | start I | kill I
+#   tools/cluster-containers.sh up | down | norn ARGS... | start I | kill I | leave I
+#
+# `leave I` scales the cluster down by node I: `norn admin leave nI --wait`
+# (which returns once its data is on the others), then removes its
+# container and volume.
 #
 # PROFILE=debug builds the image from the debug binaries as built (tests);
 # NORN_IMAGE names the image (localhost/norn:dev).
@@ -33,6 +39,7 @@ HTTP_TOKEN=${HTTP_TOKEN:-norn-cluster-containers-token}
 [[ "$NODES" =~ ^[0-9]+$ ]] && (( NODES >= 1 && NODES <= 9 )) || { echo "NODES must be 1..9, got $NODES" >&2; exit 2; }
 
 container() { echo "$PREFIX-n$1"; }
+AUTOPILOT="$PREFIX-autopilot"
 volume() { echo "$PREFIX-n$1-data"; }
 
 # Runs the norn CLI in a throwaway container on the network.
@@ -43,6 +50,7 @@ norn_cli() {
 }
 
 down() {
+  pod rm -f -t 5 "$AUTOPILOT" >/dev/null 2>&1 || true
   for i in $(seq 1 9); do
     pod rm -f -t 5 "$(container "$i")" >/dev/null 2>&1 || true
     pod volume rm -f "$(volume "$i")" >/dev/null 2>&1 || true
@@ -62,6 +70,25 @@ start_node() {
     -v "$DIR/tls:/etc/norn/tls:ro" \
     -v "$ROOT/deploy/container/nornd.toml:/etc/norn/nornd.toml:ro" \
     "$NORN_IMAGE" >/dev/null
+}
+
+# The autopilot: commits staged joins and leaves when they are safe, with
+# the admin certificate; the first ring waits for all NODES joins.
+start_autopilot() {
+  pod run -d --name "$AUTOPILOT" --network "$NETWORK" "${ULIMITS[@]}" --read-only --cap-drop all \
+    -v "$DIR/client:/etc/norn:ro" --entrypoint /usr/local/bin/norn \
+    "$NORN_IMAGE" --config /etc/norn/client.toml admin autopilot --min-nodes "$NODES" --interval-ms 500 >/dev/null
+}
+
+# Scales the cluster down by node i: it leaves the ring and hands off its
+# data first, then its container and volume go.
+leave() {
+  local i=$1 started
+  started=$(date +%s%N)
+  norn_cli admin leave "n$i" --wait --timeout-s 600
+  pod rm -f -t 10 "$(container "$i")" >/dev/null
+  pod volume rm -f "$(volume "$i")" >/dev/null
+  echo "cluster-containers: n$i left and was removed $(( ($(date +%s%N) - started) / 1000000 )) ms after its leave began"
 }
 
 make_certificates() {
@@ -108,34 +135,18 @@ up() {
   local started
   started=$(date +%s%N)
   for i in $(seq 1 "$NODES"); do start_node "$i"; done
-  echo "waiting until n1 sees every node (found through DNS)"
+  start_autopilot
+  echo "waiting until every node staged its join, the autopilot committed the ring, and every node is ready"
+  local ready=0
   for _ in $(seq 1 120); do
-    seen=$(norn_cli --node n1:7000 admin members --json 2>/dev/null | json_field "len(d)" || echo 0)
-    [ "$seen" -ge "$NODES" ] && break
-    sleep 0.5
-  done
-  [ "$seen" -ge "$NODES" ] || { echo "n1 sees $seen of $NODES nodes" >&2; false; }
-  for i in $(seq 1 "$NODES"); do norn_cli --node "n$i:7000" admin join n1:7000 >/dev/null; done
-  for _ in $(seq 1 120); do
-    staged=$(norn_cli --node n1:7000 admin plan --json 2>/dev/null | json_field "len(d['staged'])" 2>/dev/null || echo 0)
-    [ "$staged" -ge "$NODES" ] && break
-    sleep 0.5
-  done
-  [ "$staged" -ge "$NODES" ] || { echo "n1 has $staged of $NODES joins staged" >&2; false; }
-  norn_cli --node n1:7000 admin commit >/dev/null
-  echo "waiting until every node holds the ring and sees every other up"
-  for _ in $(seq 1 120); do
-    ready=0
-    for i in $(seq 1 "$NODES"); do
-      members=$(norn_cli --node "n$i:7000" admin members --json 2>/dev/null || echo '[]')
-      up=$(echo "$members" | json_field "sum(1 for m in d if m['up'])" 2>/dev/null || echo 0)
-      version=$(norn_cli --node "n$i:7000" admin ring --json 2>/dev/null | json_field "d['version']" 2>/dev/null || echo 0)
-      [ "$up" -ge "$NODES" ] && [ "$version" -ge 1 ] && ready=$(( ready + 1 ))
-    done
+    # `status` fails while a node is not ready, and prints them all.
+    local status
+    status=$(norn_cli admin status --json 2>/dev/null || true)
+    ready=$(echo "$status" | json_field "sum(1 for r in d if r['ready'] and r['status']['in_ring'])" 2>/dev/null || echo 0)
     [ "$ready" -ge "$NODES" ] && break
     sleep 0.5
   done
-  [ "$ready" -ge "$NODES" ] || { echo "only $ready of $NODES nodes hold the ring and see every node up" >&2; false; }
+  [ "$ready" -ge "$NODES" ] || { echo "only $ready of $NODES nodes are in the ring and ready; autopilot: $(pod logs "$AUTOPILOT" 2>&1 | tail -3)" >&2; false; }
   trap - ERR
   echo "cluster-containers: $NODES nodes in one ring $(( ($(date +%s%N) - started) / 1000000 )) ms after the first started (network $NETWORK; stop: make cluster-containers-stop)"
 }
@@ -146,5 +157,6 @@ case "${1:-up}" in
   norn) shift; norn_cli "$@" ;;
   kill) pod kill "$(container "$2")" >/dev/null ;;
   start) pod start "$(container "$2")" >/dev/null ;;
-  *) echo "usage: $0 up | down | norn ARGS... | start I | kill I" >&2; exit 2 ;;
+  leave) leave "$2" ;;
+  *) echo "usage: $0 up | down | norn ARGS... | start I | kill I | leave I" >&2; exit 2 ;;
 esac

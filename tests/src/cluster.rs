@@ -556,20 +556,46 @@ partition_bits = {bits}
     /// Runs the `norn` CLI in the cluster's directory as the admin; its
     /// standard output, or a panic with its standard error.
     pub fn norn(&self, args: &[&str]) -> String {
-        let config = self.write_client_config();
-        let output = std::process::Command::new(bin_dir().join("norn"))
-            .current_dir(self.dir.path())
-            .arg("--config")
-            .arg(&config)
-            .args(args)
-            .output()
-            .expect("norn runs");
+        let output = self.norn_output(args);
         assert!(
             output.status.success(),
             "norn {args:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Runs the `norn` CLI in the cluster's directory as the admin; what it
+    /// printed and its exit status.
+    pub fn norn_output(&self, args: &[&str]) -> std::process::Output {
+        self.norn_command(args).output().expect("norn runs")
+    }
+
+    /// Starts the `norn` CLI as the admin in the background (its output
+    /// goes to `log` in the cluster's directory); it is stopped by pid
+    /// when the returned guard drops.
+    pub fn spawn_norn(&self, args: &[&str], log: &str) -> Background {
+        let log = std::fs::File::create(self.dir.path().join(log)).expect("log file");
+        let stderr = log.try_clone().expect("log file");
+        let child = self
+            .norn_command(args)
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(stderr)
+            .spawn()
+            .expect("norn starts");
+        Background { child }
+    }
+
+    fn norn_command(&self, args: &[&str]) -> Command {
+        let config = self.write_client_config();
+        let mut command = Command::new(bin_dir().join("norn"));
+        command
+            .current_dir(self.dir.path())
+            .arg("--config")
+            .arg(&config)
+            .args(args);
+        command
     }
 
     /// Writes a client config for the admin certificate listing every
@@ -862,6 +888,20 @@ impl Drop for TestCluster {
                 eprintln!("---- log of {} ----\n{}", node.name, tail(&node.log));
             }
         }
+    }
+}
+
+/// A process a test started in the background; killed by its pid and
+/// reaped when this drops.
+#[derive(Debug)]
+pub struct Background {
+    child: Child,
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -249,3 +249,136 @@ async fn gossip_claiming_another_nodes_id_is_refused() {
         .log(0)
         .contains("refused gossip claiming another node's id"));
 }
+
+fn status(response: Response) -> norn_proto::NodeStatus {
+    match response {
+        Response::Status(status) => status,
+        other => panic!("status: {other:?}"),
+    }
+}
+
+/// Whether every node of `nodes` holds a ring of `count` members.
+async fn members_on_every_node(
+    cluster: &TestCluster,
+    count: usize,
+    nodes: std::ops::Range<usize>,
+) -> bool {
+    for index in nodes {
+        match cluster.ring(index).await {
+            Some(ring) if ring.members().len() == count => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
+/// `/health/ready` of node `index`: its HTTP status and body.
+fn ready(cluster: &TestCluster, index: usize) -> (u16, String) {
+    let url = format!("http://{}/health/ready", cluster.http_address(index));
+    let (code, _, body) = norn_tests::http::curl(&[&url]);
+    (code, body)
+}
+
+/// Nodes with `cluster.auto_join` stage their own joins and the autopilot
+/// commits them: the first ring once three have, a fourth node on its
+/// own. `norn admin leave --wait` takes it out again and returns once its
+/// data moved: every key is then on its three primaries, the node does not
+/// join again, and a leave that would leave fewer than N nodes is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_join_by_themselves_and_leave_safely() {
+    let mut cluster = TestCluster::new(4);
+    for index in 0..3 {
+        cluster.configure(index, "[cluster]\nauto_join = true\n");
+    }
+    // The fourth node hands off slowly (about 5 s for its share of the
+    // keys), so that a leave that did not wait would be caught.
+    cluster.configure(
+        3,
+        "[cluster]\nauto_join = true\n[transfers]\nmax_bytes_per_sec = 65536\n",
+    );
+    for index in 0..3 {
+        cluster.start(index);
+    }
+    let (code, body) = ready(&cluster, 0);
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("holds no ring yet"), "{body}");
+    let autopilot = cluster.spawn_norn(
+        &[
+            "admin",
+            "autopilot",
+            "--min-nodes",
+            "3",
+            "--interval-ms",
+            "300",
+        ],
+        "autopilot.log",
+    );
+    wait_until(
+        "the autopilot commits the first ring",
+        Duration::from_secs(60),
+        || members_on_every_node(&cluster, 3, 0..3),
+    )
+    .await;
+    wait_until("every node is ready", Duration::from_secs(30), || async {
+        (0..3).all(|index| ready(&cluster, index).0 == 200)
+    })
+    .await;
+    let keys: Vec<String> = (0..200).map(|i| format!("k{i}")).collect();
+    let options = norn_proto::QuorumOptions {
+        w: Some(2),
+        ..Default::default()
+    };
+    cluster.put_keys(0, &keys, &[7; 2048], options).await;
+
+    cluster.start(3);
+    wait_until(
+        "the fourth node joins by itself",
+        Duration::from_secs(60),
+        || members_on_every_node(&cluster, 4, 0..4),
+    )
+    .await;
+    wait_until(
+        "the join's transfers end",
+        Duration::from_secs(60),
+        || async {
+            for index in 0..4 {
+                if status(cluster.ask(index, Request::AdminStatus).await).handoffs_pending > 0 {
+                    return false;
+                }
+            }
+            true
+        },
+    )
+    .await;
+
+    let left = cluster.norn(&["admin", "leave", "n4", "--wait", "--timeout-s", "60"]);
+    assert!(left.contains("handed off all its data"), "{left}");
+
+    let n4 = status(cluster.ask(3, Request::AdminStatus).await);
+    assert!(
+        !n4.in_ring && n4.departed && n4.handoffs_pending == 0,
+        "{n4:?}"
+    );
+    drop(autopilot);
+    let mut args = vec!["admin", "replicas", "test"];
+    args.extend(keys.iter().map(String::as_str));
+    let placed = cluster.norn_output(&args);
+    assert!(
+        placed.status.success(),
+        "after the leave: {}{}",
+        String::from_utf8_lossy(&placed.stdout),
+        String::from_utf8_lossy(&placed.stderr)
+    );
+    // A few gossip rounds later the departed node has not staged a join.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let n4 = status(cluster.ask(3, Request::AdminStatus).await);
+    assert!(!n4.change_staged, "{n4:?}");
+    cluster.kill(3);
+
+    let refused = cluster.norn_output(&["admin", "leave", "n3", "--timeout-s", "3"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "a leave below N went through");
+    assert!(stderr.contains("fewer than N = 3"), "{stderr}");
+    let ring = cluster.ring(0).await.expect("ring");
+    assert_eq!(ring.members().len(), 3);
+}

@@ -1,9 +1,11 @@
 //! norn in containers (`make image`, `make cluster-containers`): five nodes
 //! from the image, on a podman network of their own, each with its own
-//! volume and DNS name, find each other through DNS and form one ring; a
-//! node killed with `podman kill` and started again on its volume loses
-//! no acknowledged write. Every request goes through the norn CLI in a
-//! client container on the network.
+//! volume and DNS name, find each other through DNS, stage their own joins
+//! and are committed into one ring by the autopilot container; a node
+//! killed with `podman kill` and started again on its volume loses no
+//! acknowledged write; a node scaled down by leave-then-remove leaves
+//! every key on its three primaries. Every request goes through the norn
+//! CLI in a client container on the network.
 //!
 //! Skipped, saying why, where podman is missing and cannot be installed
 //! (not root). Everything the test makes (containers, volumes, network,
@@ -81,14 +83,17 @@ impl Containers {
         )
     }
 
-    /// Runs a script command that must succeed (kill, start).
+    /// Runs a script command that must succeed (kill, start, leave);
+    /// prints what it printed.
     fn must(&self, args: &[&str]) {
         let output = self.script(args);
         assert!(
             output.status.success(),
-            "{args:?}: {}",
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
+        eprint!("{}", String::from_utf8_lossy(&output.stdout));
     }
 
     fn wait_until(&self, what: &str, mut condition: impl FnMut() -> bool) {
@@ -122,8 +127,13 @@ fn podman_available() -> bool {
             .is_ok_and(|o| o.stdout == b"0\n")
 }
 
+/// The JSON a CLI command printed.
+fn json(text: &str) -> serde_json::Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
 #[test]
-fn five_containers_find_each_other_by_dns_and_a_killed_one_loses_no_write() {
+fn five_containers_join_by_dns_survive_a_kill_and_scale_down_keeping_n() {
     if !podman_available() {
         eprintln!("skipped: podman is missing and cannot be installed without root");
         return;
@@ -139,8 +149,7 @@ fn five_containers_find_each_other_by_dns_and_a_killed_one_loses_no_write() {
         String::from_utf8_lossy(&up.stdout),
         String::from_utf8_lossy(&up.stderr)
     );
-    let ring = containers.norn(&["admin", "ring", "--json"]);
-    let ring: serde_json::Value = serde_json::from_str(&ring).expect("JSON");
+    let ring = json(&containers.norn(&["admin", "ring", "--json"]));
     assert_eq!(ring["nodes"].as_array().map(Vec::len), Some(5), "{ring}");
 
     let put = |key: &str| {
@@ -176,5 +185,28 @@ fn five_containers_find_each_other_by_dns_and_a_killed_one_loses_no_write() {
             value.lines().any(|line| line == format!("value of {key}")),
             "{key}: {value}"
         );
+    }
+
+    // Scale down by n5: once every hint is delivered (so that what the
+    // check below sees is the leave's doing), it leaves with --wait, and
+    // its container and volume are removed.
+    containers.wait_until("every hint is delivered", || {
+        let status = containers.script(&["norn", "admin", "status", "--json"]);
+        serde_json::from_slice::<serde_json::Value>(&status.stdout).is_ok_and(|rows| {
+            rows.as_array().is_some_and(|rows| {
+                rows.len() == 5 && rows.iter().all(|r| r["status"]["hints_pending"] == 0)
+            })
+        })
+    });
+    containers.must(&["leave", "5"]);
+    let ring = json(&containers.norn(&["admin", "ring", "--json"]));
+    assert_eq!(ring["nodes"].as_array().map(Vec::len), Some(4), "{ring}");
+    let mut args = vec!["admin", "replicas", "containers", "--json"];
+    args.extend(keys.iter().map(String::as_str));
+    let placed = json(&containers.norn(&args));
+    let placed = placed.as_array().expect("one report per key");
+    assert_eq!(placed.len(), keys.len());
+    for report in placed {
+        assert_eq!(report["complete"], true, "{report}");
     }
 }

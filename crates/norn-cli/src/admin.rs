@@ -1,7 +1,6 @@
 //! `norn admin`: views of membership and the ring, and ring changes.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 
 use anyhow::{bail, Context as _};
 use norn_membership::{ChangeKind, MemberState};
@@ -324,23 +323,19 @@ pub(crate) async fn known_members(session: &Session) -> anyhow::Result<Vec<Membe
     }
 }
 
-/// A node a command runs on: its name and address.
+/// A node a command runs on: its name and address (`host:port`).
 #[derive(Debug, Clone)]
 struct Target {
     name: String,
-    address: SocketAddr,
+    address: String,
 }
 
 impl Target {
-    fn of(member: &MemberInfo) -> anyhow::Result<Target> {
-        Ok(Target {
+    fn of(member: &MemberInfo) -> Target {
+        Target {
             name: member.member.name.clone(),
-            address: member
-                .member
-                .address
-                .parse()
-                .map_err(|e| anyhow::anyhow!("address {}: {e}", member.member.address))?,
-        })
+            address: member.member.address.clone(),
+        }
     }
 
     /// The session's own node.
@@ -351,7 +346,7 @@ impl Target {
             .map_or_else(|| session.node().to_string(), |m| m.member.name.clone());
         Ok(Target {
             name,
-            address: session.node(),
+            address: session.node().to_string(),
         })
     }
 }
@@ -363,7 +358,7 @@ async fn call_target(
     request: Request,
 ) -> anyhow::Result<Response> {
     session
-        .call_at(target.address, request)
+        .call_address(&target.address, request)
         .await
         .with_context(|| target.name.clone())
 }
@@ -389,7 +384,7 @@ async fn repair_targets(session: &Session, scope: RepairScope) -> anyhow::Result
         .filter(|m| m.up)
         .collect();
     let Some(partition) = scope.partition else {
-        return up.iter().map(Target::of).collect();
+        return Ok(up.iter().map(Target::of).collect());
     };
     let Response::Ring(Some(ring)) = session.call(Request::AdminRing).await? else {
         bail!("the node holds no ring yet");
@@ -406,7 +401,7 @@ async fn repair_targets(session: &Session, scope: RepairScope) -> anyhow::Result
         .iter()
         .find_map(|id| up.iter().find(|m| m.member.id == *id))
         .ok_or_else(|| anyhow::anyhow!("no replica of partition {partition} is up"))?;
-    Ok(vec![Target::of(primary)?])
+    Ok(vec![Target::of(primary)])
 }
 
 fn progress_line(name: &str, p: &norn_proto::RepairProgress) -> String {
@@ -488,11 +483,7 @@ pub async fn repair_status(
         vec![Target::session_node(session).await?]
     } else {
         let members = known_members(session).await?;
-        members
-            .iter()
-            .filter(|m| m.up)
-            .map(Target::of)
-            .collect::<anyhow::Result<_>>()?
+        members.iter().filter(|m| m.up).map(Target::of).collect()
     };
     let mut rows = Vec::new();
     for target in &targets {
@@ -535,7 +526,7 @@ pub async fn transfers(session: &Session, json: bool) -> anyhow::Result<()> {
         .collect();
     let mut rows = Vec::new();
     for member in members.iter().filter(|m| m.up) {
-        match call_target(session, &Target::of(member)?, Request::AdminTransfers).await? {
+        match call_target(session, &Target::of(member), Request::AdminTransfers).await? {
             Response::Transfers(views) => rows.push((member.member.name.clone(), views)),
             other => return Err(unexpected(other)),
         }
@@ -580,6 +571,67 @@ pub async fn transfers(session: &Session, json: bool) -> anyhow::Result<()> {
     }
     if !any {
         println!("no transfers since the nodes started");
+    }
+    Ok(())
+}
+
+/// `norn admin status`: every up member's readiness and what it still
+/// hands off. Fails when a member is not ready or does not answer.
+pub async fn status(session: &Session, json: bool) -> anyhow::Result<()> {
+    let members = known_members(session).await?;
+    let mut rows = Vec::new();
+    for member in members.iter().filter(|m| m.up) {
+        let status = match call_target(session, &Target::of(member), Request::AdminStatus).await {
+            Ok(Response::Status(status)) => Ok(status),
+            Ok(other) => Err(unexpected(other).to_string()),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        rows.push((member.member.name.clone(), status));
+    }
+    let all_ready = rows
+        .iter()
+        .all(|(_, s)| s.as_ref().is_ok_and(norn_proto::NodeStatus::is_ready));
+    if json {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|(name, status)| match status {
+                Ok(status) => serde_json::json!({ "node": name, "ready": status.is_ready(), "status": status }),
+                Err(e) => serde_json::json!({ "node": name, "ready": false, "error": e }),
+            })
+            .collect();
+        print_json(&rows)?;
+    } else {
+        println!(
+            "{:<12} {:<5} {:>4} {:<7} {:>10} {:>8} {:>6}  why not ready",
+            "node", "ready", "ring", "in ring", "members up", "handoffs", "hints"
+        );
+        for (name, status) in &rows {
+            match status {
+                Ok(s) => println!(
+                    "{:<12} {:<5} {:>4} {:<7} {:>10} {:>8} {:>6}  {}",
+                    name,
+                    if s.is_ready() { "yes" } else { "no" },
+                    s.ring_version,
+                    if s.in_ring {
+                        "yes"
+                    } else if s.departed {
+                        "left"
+                    } else if s.change_staged {
+                        "staged"
+                    } else {
+                        "no"
+                    },
+                    format!("{}/{}", s.ring_members_up, s.ring_members),
+                    s.handoffs_pending,
+                    s.hints_pending,
+                    s.not_ready.join("; ")
+                ),
+                Err(e) => println!("{name:<12} no    did not answer: {e}"),
+            }
+        }
+    }
+    if !all_ready {
+        bail!("not every up member is ready");
     }
     Ok(())
 }

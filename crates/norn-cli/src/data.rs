@@ -1,4 +1,5 @@
-//! `norn get | put | delete`, and `norn admin replica-get | hints`.
+//! `norn get | put | delete`, and `norn admin replica-get | replicas |
+//! hints`.
 //!
 //! Contexts travel as hex of their encoding: opaque to users, pasted back
 //! with `--context`.
@@ -213,15 +214,11 @@ pub async fn replica_get(
         .map(|m| &m.member)
         .find(|m| m.name == node || m.id.to_string() == node || m.address == node)
         .with_context(|| format!("no member is named {node:?}; see `norn admin members`"))?;
-    let address = member
-        .address
-        .parse()
-        .with_context(|| format!("address {}", member.address))?;
     let request = Request::ReplicaGet {
         bucket: bucket.as_bytes().to_vec(),
         key: key.as_bytes().to_vec(),
     };
-    match session.call_at(address, request).await? {
+    match session.call_address(&member.address, request).await? {
         Response::Replica {
             object: Some(object),
         } => {
@@ -232,6 +229,152 @@ pub async fn replica_get(
         Response::Error(e) => bail!("{} ({:?})", e.message, e.code),
         other => bail!("unexpected response: {other:?}"),
     }
+}
+
+/// One key's copies on its primaries, as `norn admin replicas` reports
+/// them.
+#[derive(Debug, Serialize)]
+struct KeyReplicas {
+    key: String,
+    partition: u16,
+    /// Per primary of the current ring: its name and how many siblings
+    /// its copy holds (`None`: it holds none, or it did not answer).
+    primaries: Vec<(String, Option<usize>)>,
+    /// Every primary holds the key, with the same siblings (their clocks
+    /// may differ until anti-entropy merges them).
+    complete: bool,
+}
+
+/// Every copy node `address` holds of `keys` (bucket `bucket`), asked
+/// again for the rest when one reply holds only the first ones.
+async fn copies_on(
+    session: &Session,
+    address: &str,
+    bucket: &str,
+    keys: &[String],
+) -> anyhow::Result<Vec<Option<norn_clock::Object>>> {
+    let mut copies = Vec::with_capacity(keys.len());
+    while copies.len() < keys.len() {
+        let request = Request::ReplicaGetMany {
+            keys: keys[copies.len()..]
+                .iter()
+                .take(1000)
+                .map(|key| norn_proto::KeyRef {
+                    bucket: bucket.as_bytes().to_vec(),
+                    key: key.as_bytes().to_vec(),
+                })
+                .collect(),
+        };
+        match session.call_address(address, request).await? {
+            Response::Objects(some) if !some.is_empty() => copies.extend(some),
+            other => bail!("unexpected reply: {other:?}"),
+        }
+    }
+    copies.truncate(keys.len());
+    Ok(copies)
+}
+
+/// `norn admin replicas BUCKET KEY...`: where each key's N primaries are
+/// in the current ring and whether each holds it with the same siblings.
+/// Fails when a key is not on all of them alike.
+pub async fn replicas(
+    session: &Session,
+    bucket: &str,
+    keys: &[String],
+    n: u8,
+    json: bool,
+) -> anyhow::Result<()> {
+    use std::collections::{BTreeMap, BTreeSet};
+    let Response::Ring(Some(ring)) = session.call(Request::AdminRing).await? else {
+        bail!("the node holds no ring yet");
+    };
+    let Response::Members(members) = session.call(Request::AdminMembers).await? else {
+        bail!("unexpected response")
+    };
+    let member = |id: norn_ring::NodeId| members.iter().find(|m| m.member.id == id);
+    let lists: Vec<(norn_ring::Partition, Vec<norn_ring::NodeId>)> = keys
+        .iter()
+        .map(|key| {
+            let partition = ring.partition_of_key(bucket.as_bytes(), key.as_bytes());
+            let list = ring.preference_list(partition, usize::from(n));
+            (partition, list.primaries().to_vec())
+        })
+        .collect();
+    let holders: BTreeSet<norn_ring::NodeId> =
+        lists.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    let mut copies: BTreeMap<norn_ring::NodeId, Vec<Option<norn_clock::Object>>> = BTreeMap::new();
+    for node in holders {
+        let Some(info) = member(node) else { continue };
+        match copies_on(session, &info.member.address, bucket, keys).await {
+            Ok(found) => {
+                copies.insert(node, found);
+            }
+            Err(e) => eprintln!("{} did not answer: {e:#}", info.member.name),
+        }
+    }
+    let reports: Vec<KeyReplicas> = keys
+        .iter()
+        .zip(&lists)
+        .enumerate()
+        .map(|(i, (key, (partition, primaries)))| {
+            let siblings: Vec<Option<BTreeSet<&Sibling>>> = primaries
+                .iter()
+                .map(|p| {
+                    let copy = copies.get(p).and_then(|c| c[i].as_ref());
+                    copy.map(|object| object.values().collect())
+                })
+                .collect();
+            let complete = siblings.len() == usize::from(n)
+                && siblings.iter().all(|s| s.is_some() && *s == siblings[0]);
+            KeyReplicas {
+                key: key.clone(),
+                partition: partition.0,
+                primaries: primaries
+                    .iter()
+                    .zip(&siblings)
+                    .map(|(p, s)| {
+                        let name =
+                            member(*p).map_or_else(|| p.to_string(), |m| m.member.name.clone());
+                        (name, s.as_ref().map(BTreeSet::len))
+                    })
+                    .collect(),
+                complete,
+            }
+        })
+        .collect();
+    let incomplete = reports.iter().filter(|r| !r.complete).count();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for r in &reports {
+            let copies: Vec<String> = r
+                .primaries
+                .iter()
+                .map(|(name, s)| match s {
+                    Some(count) => format!("{name}={count} siblings"),
+                    None => format!("{name}=none"),
+                })
+                .collect();
+            let verdict = if r.complete {
+                "ok"
+            } else {
+                "NOT on all primaries alike"
+            };
+            println!(
+                "{}  partition {}  {}  {verdict}",
+                r.key,
+                r.partition,
+                copies.join(" ")
+            );
+        }
+    }
+    if incomplete > 0 {
+        bail!(
+            "{incomplete} of {} keys are not on all {n} primaries with the same siblings",
+            reports.len()
+        );
+    }
+    Ok(())
 }
 
 /// `norn admin hints`: pending hints per target on the node.

@@ -204,6 +204,28 @@ impl NodeSession {
     /// staged changes (see [`check_proposal`]), so that the admin signs
     /// what it asked for and nothing a node slipped in.
     pub async fn commit(&self, revoke: Vec<CertificateFingerprint>) -> Result<u64, ClientError> {
+        self.commit_if(revoke, |_| Ok(())).await
+    }
+
+    /// [`NodeSession::commit`] of a ring whose members are exactly
+    /// `members`: what the autopilot judged safe, and nothing staged since.
+    pub async fn commit_members(&self, members: &BTreeSet<NodeId>) -> Result<u64, ClientError> {
+        self.commit_if(Vec::new(), |ring| {
+            let proposed: BTreeSet<NodeId> = ring.members().keys().copied().collect();
+            if proposed == *members {
+                Ok(())
+            } else {
+                Err("the staged changes changed since they were judged safe".into())
+            }
+        })
+        .await
+    }
+
+    async fn commit_if(
+        &self,
+        revoke: Vec<CertificateFingerprint>,
+        accept: impl Fn(&Ring) -> Result<(), String>,
+    ) -> Result<u64, ClientError> {
         let signer = ring_signer(&self.options.tls)?;
         let current = match self.call(Request::AdminRing).await? {
             Response::Ring(ring) => ring,
@@ -223,6 +245,7 @@ impl NodeSession {
             other => return Err(ClientError::Unexpected(format!("{other:?}"))),
         };
         check_proposal(current.as_deref(), &staged, &revoke, &ring)
+            .and_then(|()| accept(&ring))
             .map_err(ClientError::NotSigned)?;
         let ring = signer.sign_now(&ring)?;
         match self.call(Request::AdminCommit { ring }).await? {
@@ -249,6 +272,17 @@ impl NodeSession {
     /// Sends `request` to the session's node; an error reply is an error.
     pub async fn call(&self, request: Request) -> Result<Response, ClientError> {
         self.call_at(self.node, request).await
+    }
+
+    /// Sends `request` to the node at `address` (`host:port`, a member's
+    /// advertised address: a name is resolved); an error reply is an error.
+    pub async fn call_address(
+        &self,
+        address: &str,
+        request: Request,
+    ) -> Result<Response, ClientError> {
+        let node = Endpoint::resolve(address).await?;
+        self.call_at(node, request).await
     }
 
     /// Sends `request` to `node`; an error reply is an error.

@@ -114,7 +114,8 @@ pub fn allowed(request: &Request) -> Roles {
         | Request::AdminRepairStatus
         | Request::AdminTransfers
         | Request::AdminLatencies
-        | Request::AdminFailureHistory => ADMIN,
+        | Request::AdminFailureHistory
+        | Request::AdminStatus => ADMIN,
     }
 }
 
@@ -149,6 +150,7 @@ pub fn kind(request: &Request) -> &'static str {
         Request::AdminTransfers => "admin_transfers",
         Request::AdminLatencies => "admin_latencies",
         Request::AdminFailureHistory => "admin_failure_history",
+        Request::AdminStatus => "admin_status",
     }
 }
 

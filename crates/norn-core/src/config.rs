@@ -142,6 +142,15 @@ impl Default for TransfersSection {
     }
 }
 
+/// How a node takes part in ring changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSection {
+    /// A node that is not in the ring and never left it stages its own
+    /// join; an admin (or `norn admin autopilot`) still commits it.
+    pub auto_join: bool,
+}
+
 /// Everything a node's decisions depend on.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoreConfig {
@@ -150,6 +159,7 @@ pub struct CoreConfig {
     pub data: DataSection,
     pub anti_entropy: AntiEntropySection,
     pub transfers: TransfersSection,
+    pub cluster: ClusterSection,
     /// Timeout of a request to a peer, 10..=600,000 ms.
     pub peer_request_timeout_ms: u64,
     /// Largest frame a peer accepts, 64 KiB..=64 MiB: an object larger
@@ -175,6 +185,7 @@ impl Default for CoreConfig {
             data: DataSection::default(),
             anti_entropy: AntiEntropySection::default(),
             transfers: TransfersSection::default(),
+            cluster: ClusterSection::default(),
             peer_request_timeout_ms: 2_000,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             sync_every_write: false,

@@ -374,6 +374,7 @@ impl Core {
                 node.storage.data_size_bytes(),
                 self.verifier.sweep_ms(node),
             )),
+            Request::AdminStatus => Response::Status(self.status()),
             _ => error(
                 ErrorCode::BadRequest,
                 "not a request this node answers here",
@@ -573,6 +574,7 @@ impl Core {
             Timer::Gossip => {
                 node.timer_in(node.config.membership.gossip_interval_ms, Timer::Gossip);
                 node.metrics.count(Counter::GossipRounds, 1);
+                crate::status::stage_own_join_if_new(node);
                 let effects = node.membership.tick(now);
                 self.apply_membership(effects);
             }
@@ -605,6 +607,12 @@ impl Core {
     /// Every member as this node sees it (at the last input's time).
     pub fn members(&self) -> Vec<MemberInfo> {
         admin::member_infos(&self.node)
+    }
+
+    /// Readiness, and what a ring change waits for here (at the last
+    /// input's time).
+    pub fn status(&self) -> norn_proto::NodeStatus {
+        crate::status::status(&self.node, &self.transfers)
     }
 
     /// Whether this node considers `node` up.

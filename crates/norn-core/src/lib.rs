@@ -20,6 +20,7 @@
 //! - [`handoff`]: hint delivery.
 //! - [`transfer`]: ownership transfers after ring changes, with checkpoints.
 //! - [`admin`]: members, plans and commits, repair and transfer views.
+//! - `status`: readiness (`AdminStatus`, `/health/ready`) and `auto_join`.
 //! - [`plan`]: the next ring from the staged changes (pure).
 //! - [`metrics`]: counters, latency histograms, the Prometheus text.
 //! - [`error`]: [`CoreError`], what can go wrong.
@@ -43,6 +44,7 @@ pub mod reap;
 pub mod repair;
 pub mod replica;
 pub mod serve;
+mod status;
 pub mod transfer;
 pub mod verify;
 

@@ -97,6 +97,8 @@ pub(crate) struct Transfers {
     queue: VecDeque<(Partition, u8, Vec<NodeId>)>,
     /// For `norn admin transfers`.
     pub(crate) views: BTreeMap<(Partition, u8), TransferView>,
+    /// Transfers whose last run stopped on this node's own error.
+    failed: BTreeSet<(Partition, u8)>,
     throttle: Throttle,
 }
 
@@ -106,8 +108,14 @@ impl Transfers {
             running: None,
             queue: VecDeque::new(),
             views: BTreeMap::new(),
+            failed: BTreeSet::new(),
             throttle: Throttle::new(bytes_per_sec),
         }
+    }
+
+    /// Transfers whose last run stopped on this node's own error.
+    pub(crate) fn failed_count(&self) -> u32 {
+        self.failed.len() as u32
     }
 
     /// The transfer timer: plans a round of transfers unless one runs.
@@ -123,6 +131,8 @@ impl Transfers {
         }
         let pending = pending_transfers(node, &ring);
         advertise_handoffs(node, &pending);
+        self.failed
+            .retain(|&(p, n)| pending.iter().any(|(q, m, _)| (*q, *m) == (p, n)));
         self.queue = pending.into();
         self.start_next(node);
     }
@@ -359,6 +369,11 @@ impl Transfers {
             node.history.repaired(running.bytes_stored, busy_ms);
         }
         let (partition, n) = (running.partition, running.n);
+        if matches!(result, Err(Paused::Failed(_))) {
+            self.failed.insert((partition, n));
+        } else {
+            self.failed.remove(&(partition, n));
+        }
         let state = match result {
             Ok(()) => {
                 if let Err(e) = node.storage.delete_meta(&checkpoint_name(partition, n)) {

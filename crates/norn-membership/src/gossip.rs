@@ -130,6 +130,8 @@ pub struct Membership {
     discovered: Vec<String>,
     ring: Option<Ring>,
     staged: BTreeMap<NodeId, StagedChange>,
+    /// The newest ring version an admitted peer said it holds.
+    newest_ring_heard: u64,
     rng: SmallRng,
 }
 
@@ -145,6 +147,7 @@ impl Membership {
             discovered: Vec::new(),
             ring,
             staged: BTreeMap::new(),
+            newest_ring_heard: 0,
             rng: SmallRng::seed_from_u64(seed),
         }
     }
@@ -241,6 +244,18 @@ impl Membership {
         };
         self.merge_staged(change);
         change
+    }
+
+    /// The newest ring version this node holds or has heard an admitted
+    /// peer hold (a newer one is pulled as soon as it is heard of).
+    pub fn newest_ring_heard(&self) -> u64 {
+        let mine = self.ring.as_ref().map_or(0, Ring::version);
+        mine.max(self.newest_ring_heard)
+    }
+
+    /// Whether a change of `node` is staged.
+    pub fn is_staged(&self, node: NodeId) -> bool {
+        self.staged.contains_key(&node)
     }
 
     /// The changes staged against the current ring, by node.
@@ -382,6 +397,9 @@ impl Membership {
                     if sender == Sender::Admitted || own_join {
                         self.merge_staged(change);
                     }
+                }
+                if sender == Sender::Admitted {
+                    self.newest_ring_heard = self.newest_ring_heard.max(ring_version);
                 }
                 self.compare_rings(from, ring_version, ring_fingerprint, &mut effects);
             }

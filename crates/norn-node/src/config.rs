@@ -5,7 +5,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use norn_core::config::{AntiEntropySection, DataSection, RingSection, TransfersSection};
+use norn_core::config::{
+    AntiEntropySection, ClusterSection, DataSection, RingSection, TransfersSection,
+};
 use norn_core::CoreConfig;
 use norn_membership::MembershipConfig;
 use norn_merkle::TreeShape;
@@ -36,6 +38,8 @@ pub struct NodeConfig {
     pub anti_entropy: AntiEntropySection,
     #[serde(default)]
     pub transfers: TransfersSection,
+    #[serde(default)]
+    pub cluster: ClusterSection,
 }
 
 /// The HTTP API.
@@ -45,8 +49,9 @@ pub struct HttpSection {
     /// TCP address of the HTTP API; port 0 picks a free port (written to
     /// `<data_dir>/http_address`). Default `127.0.0.1:0`.
     pub listen: SocketAddr,
-    /// Required as `Authorization: Bearer <token>` on every route but
-    /// `/health`; mandatory when `listen` is not a loopback address.
+    /// Required as `Authorization: Bearer <token>` on every route but the
+    /// health probes (`/health`, `/health/live`, `/health/ready`);
+    /// mandatory when `listen` is not a loopback address.
     pub bearer_token: Option<String>,
     /// A connection that has not sent a whole request head this long after
     /// it opened (or after its previous response) is closed. Default 5000.
@@ -85,8 +90,8 @@ pub struct NodeSection {
     /// UDP address of the QUIC endpoint; port 0 picks a free port.
     pub listen: SocketAddr,
     /// Address peers and clients use, if not the bound one: `ip:port` or
-    /// `host:port` (a name resolved on every new connection, such as a
-    /// StatefulSet pod's stable DNS name).
+    /// `host:port` (a name, such as a StatefulSet pod's stable DNS name,
+    /// that peers resolve and refresh every 10 s).
     #[serde(default)]
     pub advertise: Option<String>,
     /// Nodes to gossip with at start, `host:port`; at most 64.
@@ -247,6 +252,7 @@ impl NodeConfig {
             data: self.data.clone(),
             anti_entropy: self.anti_entropy.clone(),
             transfers: self.transfers.clone(),
+            cluster: self.cluster,
             peer_request_timeout_ms: self.limits.peer_request_timeout_ms,
             max_frame_bytes: self.limits.max_frame_bytes,
             sync_every_write: self.storage.sync_every_write,

@@ -15,7 +15,7 @@ use norn_core::{
     Trust,
 };
 use norn_net::Endpoint;
-use norn_proto::{ErrorCode, ErrorReply, MemberInfo, NodeLatencies, Request, Response};
+use norn_proto::{ErrorCode, ErrorReply, MemberInfo, NodeLatencies, NodeStatus, Request, Response};
 use norn_ring::Ring;
 use norn_storage::Storage;
 use tokio::sync::{mpsc, oneshot};
@@ -35,6 +35,7 @@ pub(crate) enum View {
     Ring(oneshot::Sender<Option<Arc<Ring>>>),
     Members(oneshot::Sender<Vec<MemberInfo>>),
     Latencies(oneshot::Sender<NodeLatencies>),
+    Status(oneshot::Sender<NodeStatus>),
 }
 
 /// What arrives for the core.
@@ -350,6 +351,9 @@ impl Driver {
             }
             View::Latencies(tx) => {
                 let _ = tx.send(self.core.latencies());
+            }
+            View::Status(tx) => {
+                let _ = tx.send(self.core.status());
             }
         }
     }

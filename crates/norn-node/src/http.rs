@@ -8,7 +8,12 @@
 //!   A write answers 204 with its receipt in `X-Norn-Acked`, `X-Norn-Sent`,
 //!   `X-Norn-Primaries`, `X-Norn-Fallbacks` (`fallback=primary,...`) and
 //!   `X-Norn-Synced`; a missed quorum is a 503 with the same headers.
-//! - `/health`, `/ring`, `/members` (JSON), `/metrics` (Prometheus text).
+//! - `/health` and `/health/live`: 200 while the node runs (liveness).
+//!   `/health/ready`: 200 when the node serves, 503 with the reasons when
+//!   not (no ring, an older ring than a peer's, fewer than a quorum of the
+//!   ring's members seen up, a transfer failed on its storage). None of the
+//!   three asks for the bearer token: probes carry none.
+//! - `/ring`, `/members` (JSON), `/metrics` (Prometheus text).
 //! - `/pbs?n=&read_repair_percent=&trials=&seed=` (JSON): staleness
 //!   predictions from this node's own measurements (its round trips to its
 //!   peers, and its own service times standing in for theirs); `norn admin
@@ -117,6 +122,8 @@ pub(crate) fn router(node: Arc<Node>) -> Router {
             get(get_key).put(put_key).delete(delete_key),
         )
         .route("/health", get(health))
+        .route("/health/live", get(health))
+        .route("/health/ready", get(ready))
         .route("/ring", get(ring))
         .route("/members", get(members))
         .route("/metrics", get(metrics))
@@ -247,7 +254,7 @@ async fn read_body(
 }
 
 /// Requires the bearer token, when one is configured, on every route but
-/// `/health`.
+/// the health probes.
 async fn authorize(
     State(node): State<Arc<Node>>,
     request: axum::extract::Request,
@@ -256,7 +263,10 @@ async fn authorize(
     let Some(token) = node.config.http.bearer_token.as_deref() else {
         return next.run(request).await;
     };
-    if request.uri().path() == "/health" {
+    if matches!(
+        request.uri().path(),
+        "/health" | "/health/live" | "/health/ready"
+    ) {
         return next.run(request).await;
     }
     let presented = request
@@ -468,6 +478,32 @@ async fn delete_key(
 async fn health(State(node): State<Arc<Node>>) -> HttpResponse {
     let ring_version = node.ring().await.map_or(0, |r| r.version());
     axum::Json(serde_json::json!({ "status": "ok", "node": node.id().to_string(), "ring_version": ring_version })).into_response()
+}
+
+async fn ready(State(node): State<Arc<Node>>) -> HttpResponse {
+    let Some(status) = node.status().await else {
+        return json_error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "the node is shutting down",
+        );
+    };
+    let code = if status.is_ready() {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "ready": status.is_ready(),
+        "not_ready": status.not_ready,
+        "node": status.node.to_string(),
+        "ring_version": status.ring_version,
+        "in_ring": status.in_ring,
+        "ring_members": status.ring_members,
+        "ring_members_up": status.ring_members_up,
+        "handoffs_pending": status.handoffs_pending,
+    });
+    (code, axum::Json(body)).into_response()
 }
 
 async fn ring(State(node): State<Arc<Node>>) -> HttpResponse {

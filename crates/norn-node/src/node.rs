@@ -317,6 +317,11 @@ impl Node {
         self.driver.view(View::Latencies).await
     }
 
+    /// Readiness as the core sees it; `None` once its core stopped.
+    pub(crate) async fn status(&self) -> Option<norn_proto::NodeStatus> {
+        self.driver.view(View::Status).await
+    }
+
     /// The core's metrics, the HTTP server's, and the certificate's expiry.
     pub(crate) async fn metrics(&self) -> String {
         let core = self.driver.view(View::Metrics).await.unwrap_or_default();

@@ -22,8 +22,8 @@ pub use error::ProtoError;
 pub use frame::{encode_frame, Frame, FrameDecoder, FORMAT_VERSION, FRAME_HEADER_BYTES};
 pub use message::{
     ErrorCode, ErrorReply, GetReply, KeyDigest, KeyObject, KeyRef, LatencyBuckets, MemberInfo,
-    NodeFailureHistory, NodeLatencies, PartitionVerified, PeerLatencies, PeerOutages, PlanNode,
-    PlanView, PutReply, QuorumOptions, RepairProgress, Request, Response, TransferState,
+    NodeFailureHistory, NodeLatencies, NodeStatus, PartitionVerified, PeerLatencies, PeerOutages,
+    PlanNode, PlanView, PutReply, QuorumOptions, RepairProgress, Request, Response, TransferState,
     TransferView, WriteReceipt,
 };
 pub use role::ClientRole;

@@ -147,6 +147,9 @@ pub enum Request {
     /// Admin: the outages of its peers the receiver saw and its repair
     /// work, for the durability model (`norn admin model`).
     AdminFailureHistory,
+    /// Admin: whether the receiver is ready to serve, and what a ring
+    /// change waits for on it (answered with [`Response::Status`]).
+    AdminStatus,
 }
 
 impl Request {
@@ -183,7 +186,8 @@ impl Request {
             | Request::AdminRepairStatus
             | Request::AdminTransfers
             | Request::AdminLatencies
-            | Request::AdminFailureHistory => false,
+            | Request::AdminFailureHistory
+            | Request::AdminStatus => false,
         }
     }
 
@@ -402,6 +406,7 @@ pub enum Response {
     Transfers(Vec<TransferView>),
     Latencies(NodeLatencies),
     FailureHistory(NodeFailureHistory),
+    Status(NodeStatus),
 }
 
 /// A latency histogram: per non-empty bucket, its highest value in
@@ -462,6 +467,47 @@ pub struct NodeFailureHistory {
     /// of the node was verified since it started: at most the time one
     /// sweep of anti-entropy over its partitions takes.
     pub sweep_ms: Option<u64>,
+}
+
+/// One node's readiness and what it still holds for others: what
+/// `/health/ready`, `norn admin status`, `leave --wait` and the autopilot
+/// read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    pub node: NodeId,
+    pub name: String,
+    /// The version of the ring the node holds (0: none), and the newest
+    /// version it has heard a peer hold.
+    pub ring_version: u64,
+    pub newest_ring_seen: u64,
+    /// The node is a member of its ring; it left it (its ring lists it as
+    /// departed, so `auto_join` does not join it again).
+    pub in_ring: bool,
+    pub departed: bool,
+    /// A change of this node (its join or leave) is staged.
+    pub change_staged: bool,
+    /// Members of the ring, and how many of them the node sees up (itself
+    /// included).
+    pub ring_members: u32,
+    pub ring_members_up: u32,
+    /// `(partition, N)` pairs whose data the node holds but is not a
+    /// primary of: ownership transfers still to run.
+    pub handoffs_pending: u32,
+    /// Hints the node holds for other nodes.
+    pub hints_pending: u64,
+    /// Transfers that stopped on an error of this node (its storage), not
+    /// on a peer being away.
+    pub transfers_failed: u32,
+    /// Why the node is not ready; empty when it is.
+    pub not_ready: Vec<String>,
+}
+
+impl NodeStatus {
+    /// Ready to serve: it holds the newest ring, sees a quorum of the
+    /// ring's members up and no transfer of its failed.
+    pub fn is_ready(&self) -> bool {
+        self.not_ready.is_empty()
+    }
 }
 
 /// A member as one node sees it.

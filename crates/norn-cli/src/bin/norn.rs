@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use norn_cli::{admin, certs, data, models};
+use norn_cli::{admin, autopilot, certs, data, models};
 use norn_client::{ClientOptions, NodeSession as Session};
 use norn_membership::ChangeKind;
 use norn_proto::ClientRole;
@@ -208,6 +208,50 @@ enum AdminCommand {
         key: String,
         #[arg(long)]
         json: bool,
+    },
+    /// Each key's primaries in the current ring and whether each holds it,
+    /// in one version; fails when one does not.
+    Replicas {
+        bucket: String,
+        #[arg(required = true)]
+        keys: Vec<String>,
+        /// Replicas (N) the keys were written with.
+        #[arg(short, long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=16))]
+        n: u8,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every up member's readiness (as /health/ready), the ring it holds
+    /// and what it still hands off; fails when one is not ready.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Take MEMBER (a name or id) out of the ring: stage its leave and
+    /// commit it once that is safe (the autopilot's rule).
+    Leave {
+        member: String,
+        /// Return only when MEMBER has handed off all its data and hints,
+        /// so that it can be stopped.
+        #[arg(long)]
+        wait: bool,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout_s: u64,
+    },
+    /// Commit the joins and leaves nodes stage (`cluster.auto_join`) when
+    /// they are safe: every member up, the last change done moving, N
+    /// kept. Runs until stopped; needs the admin certificate.
+    Autopilot {
+        /// Joins the first ring waits for.
+        #[arg(long, default_value_t = 3)]
+        min_nodes: usize,
+        /// Time between looks at the cluster, ms.
+        #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(100..=600_000))]
+        interval_ms: u64,
+        /// Look once, print the decision, and exit.
+        #[arg(long)]
+        once: bool,
     },
     /// Pending hints per target on the node (--node).
     Hints {
@@ -433,6 +477,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
             data::put(&session, request, flags.json).await
         }
         Command::Admin { command } if !needs_cluster(&command) => run_models(None, command).await,
+        Command::Admin {
+            command:
+                AdminCommand::Autopilot {
+                    min_nodes,
+                    interval_ms,
+                    once,
+                },
+        } => {
+            let mut options = ClientOptions::locate(args.config.as_deref())?.as_admin();
+            options.timeout = timeout;
+            let autopilot = autopilot::AutopilotArgs {
+                min_nodes,
+                interval: Duration::from_millis(interval_ms),
+                once,
+            };
+            autopilot::run(&options, args.node.as_deref(), autopilot).await
+        }
         Command::Admin { command } => {
             let session = open(&args.config, &args.node, timeout, As::Admin).await?;
             run_admin(&session, command, args.node.is_some()).await
@@ -462,6 +523,19 @@ async fn run_admin(session: &Session, command: AdminCommand, one_node: bool) -> 
             json,
         } => data::replica_get(session, &replica, &bucket, &key, json).await,
         AdminCommand::Hints { json } => data::hints(session, json).await,
+        AdminCommand::Replicas {
+            bucket,
+            keys,
+            n,
+            json,
+        } => data::replicas(session, &bucket, &keys, n, json).await,
+        AdminCommand::Status { json } => admin::status(session, json).await,
+        AdminCommand::Leave {
+            member,
+            wait,
+            timeout_s,
+        } => autopilot::leave(session, &member, wait, Duration::from_secs(timeout_s)).await,
+        AdminCommand::Autopilot { .. } => anyhow::bail!("the autopilot opens its own sessions"),
         AdminCommand::Repair {
             status: true, json, ..
         } => admin::repair_status(session, one_node, json).await,
