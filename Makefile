@@ -5,7 +5,7 @@ CARGO ?= cargo
 NODES ?= 3
 PROFILE ?= release
 
-.PHONY: deps build test lint fmt bench bench-etcd bench-balance bench-storage bench-latency pbs-check pbs-check-cluster availability-check bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop image cluster-containers cluster-containers-stop
+.PHONY: deps build test lint fmt bench bench-etcd bench-balance bench-storage bench-latency pbs-check pbs-check-cluster availability-check bench-net bench-repair bench-ae sim faults fuzz cluster cluster-stop image cluster-containers cluster-containers-stop manifests
 
 ## Installs missing system packages, then builds RocksDB's library once
 ## for every profile (tools/rocksdb-lib.sh; .cargo/config.toml links it).
@@ -75,6 +75,12 @@ cluster-containers: deps
 
 cluster-containers-stop:
 	@tools/cluster-containers.sh down
+
+## Renders deploy/kubernetes and validates it against Kubernetes' schemas
+## offline (kubernetes-validate, installed by deps); prints the objects as
+## JSON. K8S_VERSION (1.31) picks the schemas.
+manifests: deps
+	@python3 tools/k8s-render.py --validate $(or $(K8S_VERSION),1.31)
 
 ## YCSB A, B, C and A with DW=2 at the standard settings against the local
 ## cluster (starts one if none is up); DURATION=60 KEYS=100000 by default.

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what building norn needs and a fresh machine may lack: clang and
 # libclang (the rocksdb crate builds RocksDB from source and runs bindgen),
-# and iproute2 and nftables for the network-namespace fault tests.
-# Idempotent; installs only what is missing. Needs root to install.
+# iproute2 and nftables for the network-namespace fault tests, and the
+# Python package kubernetes-validate (Kubernetes' schemas, offline) for the
+# manifest test. Idempotent; installs only what is missing. Needs root to
+# install the Debian packages.
 set -euo pipefail
 
 missing=()
@@ -15,6 +17,12 @@ fi
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v cargo >/dev/null 2>&1 || { echo "cargo is not installed: install Rust (rustup) first" >&2; exit 1; }
+
+KUBERNETES_VALIDATE=1.37.0
+if ! python3 -c "import kubernetes_validate, yaml" >/dev/null 2>&1; then
+  echo "installing kubernetes-validate $KUBERNETES_VALIDATE (PyPI)"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "kubernetes-validate==$KUBERNETES_VALIDATE"
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
