@@ -155,8 +155,8 @@ case "${1:-up}" in
   up) up ;;
   down) down ;;
   norn) shift; norn_cli "$@" ;;
-  kill) pod kill "$(container "$2")" >/dev/null ;;
-  start) pod start "$(container "$2")" >/dev/null ;;
-  leave) leave "$2" ;;
+  kill) pod kill "$(container "${2:?kill I: which node}")" >/dev/null ;;
+  start) pod start "$(container "${2:?start I: which node}")" >/dev/null ;;
+  leave) leave "${2:?leave I: which node}" ;;
   *) echo "usage: $0 up | down | norn ARGS... | start I | kill I | leave I" >&2; exit 2 ;;
 esac

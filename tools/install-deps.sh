@@ -18,10 +18,13 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v nft >/dev/null 2>&1 || missing+=(nftables)
 command -v cargo >/dev/null 2>&1 || { echo "cargo is not installed: install Rust (rustup) first" >&2; exit 1; }
 
+# Only the manifest test needs it (and fails, naming it, without it): a
+# Python that refuses the install does not stop the build.
 KUBERNETES_VALIDATE=1.37.0
 if ! python3 -c "import kubernetes_validate, yaml" >/dev/null 2>&1; then
   echo "installing kubernetes-validate $KUBERNETES_VALIDATE (PyPI)"
-  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "kubernetes-validate==$KUBERNETES_VALIDATE"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore "kubernetes-validate==$KUBERNETES_VALIDATE" \
+    || echo "warning: kubernetes-validate is not installed; tests/tests/deploy.rs will fail until it is" >&2
 fi
 
 if [ ${#missing[@]} -eq 0 ]; then

@@ -58,7 +58,10 @@ def main():
     for extra in args.also:
         objects.extend(load_documents(extra))
     if args.validate:
-        import kubernetes_validate
+        try:
+            import kubernetes_validate
+        except ImportError:
+            sys.exit("k8s-render: kubernetes-validate is not installed: run `make deps`, or pip install kubernetes-validate==1.37.0")
 
         failures = []
         for obj in objects:

@@ -16,17 +16,23 @@
 # NORN_BIN names the norn binary (default target/release/norn, else
 # target/debug/norn).
 set -Eeuo pipefail
+# Keys only for their owner, from the first file written.
+umask 077
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 OUT=${1:?usage: $0 OUT [NODES_MAX]}
 NODES_MAX=${2:-9}
 NAMESPACE=${NAMESPACE:-norn}
 [[ "$NODES_MAX" =~ ^[0-9]+$ ]] && (( NODES_MAX >= 1 && NODES_MAX <= 256 )) || { echo "NODES_MAX must be 1..256, got $NODES_MAX" >&2; exit 2; }
-NORN_BIN=${NORN_BIN:-"$ROOT/target/release/norn"}
-[ -x "$NORN_BIN" ] || NORN_BIN="$ROOT/target/debug/norn"
-[ -x "$NORN_BIN" ] || { echo "no norn binary: run make build (or set NORN_BIN)" >&2; exit 2; }
+if [ -z "${NORN_BIN:-}" ]; then
+  NORN_BIN="$ROOT/target/release/norn"
+  [ -x "$NORN_BIN" ] || NORN_BIN="$ROOT/target/debug/norn"
+fi
+[ -x "$NORN_BIN" ] || { echo "no norn binary at $NORN_BIN: run make build (or set NORN_BIN)" >&2; exit 2; }
 [ ! -e "$OUT/tls" ] || { echo "$OUT/tls exists: refusing to issue a second CA over it" >&2; exit 2; }
 
 mkdir -p "$OUT/tls"
+# A run that fails leaves nothing half-issued behind (a rerun would refuse it).
+trap 'echo "k8s-secrets: failed; removing $OUT/tls and $OUT/secrets.yaml" >&2; rm -rf "$OUT/tls" "$OUT/secrets.yaml"' ERR
 "$NORN_BIN" certs init --dir "$OUT/tls" --cluster "$NAMESPACE" >/dev/null
 for i in $(seq 0 $(( NODES_MAX - 1 ))); do
   "$NORN_BIN" certs node "norn-$i" --dir "$OUT/tls" >/dev/null
@@ -64,5 +70,5 @@ b64() { base64 -w0 < "$1"; }
   echo "stringData:"
   echo "  token: $token"
 } > "$OUT/secrets.yaml"
-chmod 600 "$OUT/secrets.yaml"
+trap - ERR
 echo "wrote $OUT/secrets.yaml (norn-tls for norn-0..norn-$(( NODES_MAX - 1 )), norn-admin, norn-http); the CA key stays in $OUT/tls"

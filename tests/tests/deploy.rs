@@ -173,6 +173,7 @@ fn the_kubernetes_manifests_validate_and_agree_with_the_config_and_the_node() {
         .expect("nornd.toml");
     let env = |name: &str| match name {
         "POD_NAME" => Some("norn-0".to_string()),
+        "POD_NAMESPACE" => Some("norn".to_string()),
         "NORN_HTTP_TOKEN" => Some("probe-token-0123456789".to_string()),
         _ => None,
     };
@@ -183,7 +184,7 @@ fn the_kubernetes_manifests_validate_and_agree_with_the_config_and_the_node() {
         .iter()
         .filter_map(|e| e["name"].as_str())
         .collect();
-    for name in ["POD_NAME", "NORN_ZONE", "NORN_HTTP_TOKEN"] {
+    for name in ["POD_NAME", "POD_NAMESPACE", "NORN_ZONE", "NORN_HTTP_TOKEN"] {
         assert!(env_names.contains(&name), "{name} is not set in the pod");
     }
     config
@@ -204,11 +205,19 @@ fn the_kubernetes_manifests_validate_and_agree_with_the_config_and_the_node() {
     let headless = spec["serviceName"].as_str().expect("serviceName");
     assert_eq!(
         config.node.advertise.as_deref(),
-        Some(format!("norn-0.{headless}:{quic}").as_str()),
+        Some(format!("norn-0.{headless}.norn.svc:{quic}").as_str()),
         "a pod advertises its stable name under the headless Service"
     );
     assert_eq!(config.node.seed_names, vec![format!("{headless}:{quic}")]);
-    assert_eq!(Path::new(&mount(nornd, "data")), config.node.data_dir);
+    assert!(
+        config.node.data_dir.starts_with(mount(nornd, "data")),
+        "the data directory is on the volume"
+    );
+    assert_ne!(
+        Path::new(&mount(nornd, "data")),
+        config.node.data_dir,
+        "nornd makes its data directory private (0700), which it cannot do to a volume's root under fsGroup"
+    );
     assert!(spec["volumeClaimTemplates"]
         .as_array()
         .is_some_and(|t| t.iter().any(|t| t["metadata"]["name"] == "data")));
@@ -344,7 +353,7 @@ fn the_kubernetes_manifests_validate_and_agree_with_the_config_and_the_node() {
     );
     text = replaced(
         &text,
-        "data_dir = \"/data\"",
+        "data_dir = \"/data/norn\"",
         &format!("data_dir = \"{}\"", data_dir.display()),
     );
     text = replaced(
@@ -360,6 +369,7 @@ fn the_kubernetes_manifests_validate_and_agree_with_the_config_and_the_node() {
             .arg("--config")
             .arg(&config_path)
             .env("POD_NAME", "norn-0")
+            .env("POD_NAMESPACE", "norn")
             .env("NORN_HTTP_TOKEN", "probe-token-0123456789")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

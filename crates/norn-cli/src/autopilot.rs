@@ -40,8 +40,10 @@ pub struct ClusterState {
 pub enum Decision {
     /// Nothing is staged.
     Idle,
-    /// Commit a ring of exactly these members; the summary says why.
+    /// Commit, as the successor of ring `judged` (0: none), a ring of
+    /// exactly these members; the summary says why.
     Commit {
+        judged: u64,
         members: BTreeSet<NodeId>,
         summary: String,
     },
@@ -121,6 +123,17 @@ pub fn assess(state: &ClusterState, min_nodes: usize) -> Decision {
         ));
     }
     let Some(current) = current else {
+        // The asked node may be new and not have pulled the ring yet.
+        if let Some((node, _)) = state
+            .statuses
+            .iter()
+            .find(|(_, s)| s.as_ref().is_ok_and(|s| s.ring_version > 0))
+        {
+            return Decision::Wait(format!(
+                "the asked node holds no ring, but {} does: ask a member",
+                state.name_of(*node)
+            ));
+        }
         if joins.len() < min_nodes {
             return Decision::Wait(format!(
                 "{} of the {min_nodes} joins the first ring waits for are staged ({})",
@@ -130,12 +143,13 @@ pub fn assess(state: &ClusterState, min_nodes: usize) -> Decision {
         }
         let summary = format!("the first ring: {}", names(&joins));
         return Decision::Commit {
+            judged: 0,
             members: after,
             summary,
         };
     };
     let n = usize::from(state.plan.n);
-    if after.len() < n {
+    if !leaves.is_empty() && after.len() < n {
         return Decision::Wait(format!(
             "the ring would keep {} nodes, fewer than N = {n}: partitions would lose replicas",
             after.len()
@@ -176,6 +190,7 @@ pub fn assess(state: &ClusterState, min_nodes: usize) -> Decision {
         parts.push(format!("leave {}", names(&leaves)));
     }
     Decision::Commit {
+        judged: current.version(),
         members: after,
         summary: parts.join(", "),
     }
@@ -220,7 +235,8 @@ pub struct AutopilotArgs {
     pub min_nodes: usize,
     /// Time between looks at the cluster.
     pub interval: Duration,
-    /// Decide once and return (exit status 0 whatever the decision).
+    /// Decide once and return: success whatever the decision, failure
+    /// when the cluster could not be read or the commit was refused.
     pub once: bool,
 }
 
@@ -236,7 +252,8 @@ pub async fn run(
     loop {
         let line = match step(options, node, args.min_nodes).await {
             Ok(line) => line,
-            Err(e) => format!("cannot read the cluster: {e:#}"),
+            Err(e) if args.once => return Err(e),
+            Err(e) => format!("cannot read the cluster or commit: {e:#}"),
         };
         if line != last {
             println!("{line}");
@@ -260,8 +277,12 @@ async fn step(
     match assess(&state, min_nodes) {
         Decision::Idle => Ok("nothing staged".to_string()),
         Decision::Wait(reason) => Ok(format!("waiting: {reason}")),
-        Decision::Commit { members, summary } => {
-            let version = session.commit_members(&members).await?;
+        Decision::Commit {
+            judged,
+            members,
+            summary,
+        } => {
+            let version = session.commit_members(judged, &members).await?;
             Ok(format!("committed ring {version}: {summary}"))
         }
     }
@@ -327,7 +348,11 @@ pub async fn leave(
             continue;
         }
         match assess(&state, 0) {
-            Decision::Commit { members, summary } => match session.commit_members(&members).await {
+            Decision::Commit {
+                judged,
+                members,
+                summary,
+            } => match session.commit_members(judged, &members).await {
                 Ok(version) => {
                     say(format!("committed ring {version}: {summary}"));
                     break version;
@@ -352,32 +377,45 @@ pub async fn leave(
         return Ok(());
     }
     loop {
-        let status = match session
-            .call_address(&info.member.address, Request::AdminStatus)
-            .await
-        {
-            Ok(Response::Status(status)) => status,
-            Ok(other) => bail!("unexpected reply to a status request: {other:?}"),
-            Err(e) => bail!("{name} does not answer, so its hand-off cannot be followed: {e}"),
+        let state = read_state(session).await?;
+        let status = match state.statuses.iter().find(|(node, _)| *node == id) {
+            Some((_, Ok(status))) => status,
+            Some((_, Err(e))) => {
+                bail!("{name} does not answer, so its hand-off cannot be followed: {e}")
+            }
+            None => bail!("{name} is down, so its hand-off cannot be followed"),
         };
-        if status.ring_version >= version
-            && status.handoffs_pending == 0
-            && status.hints_pending == 0
-        {
-            println!("{name} left the ring and handed off all its data: it can be stopped");
-            return Ok(());
-        }
-        say(if status.ring_version < version {
+        // A ring of the same version committed elsewhere may have won and
+        // still hold the node: only its own word that it is out counts,
+        // and every up node must have the ring, so that none still sends
+        // it writes.
+        let behind = state.statuses.iter().find_map(|(node, s)| match s {
+            Ok(s) if s.ring_version < version => Some(state.name_of(*node)),
+            _ => None,
+        });
+        let out = !status.in_ring && status.departed;
+        let line = if status.ring_version < version {
             format!(
                 "{name} holds ring {}, waiting for {version}",
                 status.ring_version
             )
-        } else {
+        } else if !out {
+            bail!(
+                "{name} is still in ring {}: a concurrent commit won; run the leave again",
+                status.ring_version
+            )
+        } else if let Some(behind) = behind {
+            format!("{behind} does not hold ring {version} yet")
+        } else if status.handoffs_pending > 0 || status.hints_pending > 0 {
             format!(
                 "{name}: {} partitions and {} hints left to hand off",
                 status.handoffs_pending, status.hints_pending
             )
-        });
+        } else {
+            println!("{name} left the ring and handed off all its data: it can be stopped");
+            return Ok(());
+        };
+        say(line);
         if Instant::now() > deadline {
             bail!("gave up after {} s: {said}", timeout.as_secs());
         }
@@ -482,7 +520,7 @@ mod tests {
             statuses: members
                 .iter()
                 .filter(|id| !down.contains(id))
-                .map(|id| status(*id, 3, 0))
+                .map(|id| status(*id, if ring_ids.is_some() { 3 } else { 0 }, 0))
                 .collect(),
         }
     }
@@ -504,9 +542,27 @@ mod tests {
         assert_eq!(
             assess(&three, 3),
             Decision::Commit {
+                judged: 0,
                 members: ids(&[1, 2, 3]),
                 summary: "the first ring: n1, n2, n3".into()
             }
+        );
+    }
+
+    #[test]
+    fn no_second_first_ring_is_made_through_a_node_that_has_not_pulled_the_ring() {
+        let joins = (4..=6).map(|id| change(id, ChangeKind::Join)).collect();
+        let mut fresh = state(None, &[1, 4, 5, 6], &[], joins);
+        assert!(matches!(assess(&fresh, 3), Decision::Commit { .. }));
+        fresh.statuses[0] = status(1, 3, 0);
+        assert!(waits(&assess(&fresh, 3), "n1 does: ask a member"));
+    }
+
+    #[test]
+    fn a_ring_smaller_than_n_grows_one_join_at_a_time() {
+        let small = state(Some(&[1]), &[1, 2], &[], vec![change(2, ChangeKind::Join)]);
+        assert!(
+            matches!(assess(&small, 1), Decision::Commit { judged: 3, members, .. } if members == ids(&[1, 2]))
         );
     }
 

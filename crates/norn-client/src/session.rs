@@ -207,15 +207,26 @@ impl NodeSession {
         self.commit_if(revoke, |_| Ok(())).await
     }
 
-    /// [`NodeSession::commit`] of a ring whose members are exactly
-    /// `members`: what the autopilot judged safe, and nothing staged since.
-    pub async fn commit_members(&self, members: &BTreeSet<NodeId>) -> Result<u64, ClientError> {
+    /// [`NodeSession::commit`] of the ring after version `judged` whose
+    /// members are exactly `members`: what the autopilot judged safe on
+    /// ring `judged` (0: none), with no ring committed and nothing staged
+    /// since.
+    pub async fn commit_members(
+        &self,
+        judged: u64,
+        members: &BTreeSet<NodeId>,
+    ) -> Result<u64, ClientError> {
         self.commit_if(Vec::new(), |ring| {
             let proposed: BTreeSet<NodeId> = ring.members().keys().copied().collect();
-            if proposed == *members {
-                Ok(())
-            } else {
+            if ring.version() != judged.saturating_add(1) {
+                Err(format!(
+                    "ring {} was committed since ring {judged} was judged",
+                    ring.version().saturating_sub(1)
+                ))
+            } else if proposed != *members {
                 Err("the staged changes changed since they were judged safe".into())
+            } else {
+                Ok(())
             }
         })
         .await

@@ -12,10 +12,7 @@ use crate::transfer::{pending_transfers, Transfers};
 pub(crate) fn status(node: &NodeState, transfers: &Transfers) -> NodeStatus {
     let ring = node.ring();
     let ring_version = ring.as_ref().map_or(0, |r| r.version());
-    let newest_ring_seen = node
-        .membership
-        .newest_ring_heard()
-        .max(node.newest_ring_seen);
+    let newest_ring_seen = node.membership.newest_ring_heard();
     let (ring_members, ring_members_up) = ring.as_ref().map_or((0, 0), |r| {
         let members = r.members();
         let up = members.keys().filter(|id| node.is_up(**id)).count();
@@ -31,7 +28,7 @@ pub(crate) fn status(node: &NodeState, transfers: &Transfers) -> NodeStatus {
         not_ready.push("holds no ring yet".to_string());
     } else if newest_ring_seen > ring_version {
         not_ready.push(format!(
-            "holds ring {ring_version}, and a peer holds {newest_ring_seen}"
+            "holds ring {ring_version}, and a member holds {newest_ring_seen}"
         ));
     }
     let quorum = ring_members / 2 + 1;
@@ -66,6 +63,12 @@ pub(crate) fn status(node: &NodeState, transfers: &Transfers) -> NodeStatus {
     }
 }
 
+/// Gossip rounds a node without a ring waits before it stages its own join:
+/// time to pull the ring of a cluster that exists (it may list the node as
+/// departed), so that only a node of a cluster with no ring yet joins
+/// without knowing one.
+const NO_RING_JOIN_DELAY_ROUNDS: u64 = 10;
+
 /// With `cluster.auto_join`, stages this node's join when it is new to the
 /// cluster: in no ring it holds, and not departed from one (a node that
 /// left stays out until an admin joins it again), and no change of it is
@@ -75,9 +78,17 @@ pub(crate) fn stage_own_join_if_new(node: &mut NodeState) {
     if !node.config.cluster.auto_join || node.membership.is_staged(node.id) {
         return;
     }
-    if let Some(ring) = node.ring() {
-        if ring.members().contains_key(&node.id) || ring.departed().contains(&node.id) {
-            return;
+    match node.ring() {
+        Some(ring) => {
+            if ring.members().contains_key(&node.id) || ring.departed().contains(&node.id) {
+                return;
+            }
+        }
+        None => {
+            let delay = NO_RING_JOIN_DELAY_ROUNDS * node.config.membership.gossip_interval_ms;
+            if node.uptime_ms() < delay {
+                return;
+            }
         }
     }
     let change = node.membership.stage(node.id, ChangeKind::Join);

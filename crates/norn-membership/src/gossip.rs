@@ -91,6 +91,8 @@ struct Peer {
     member: Member,
     detector: PhiAccrual,
     up: bool,
+    /// The ring version the peer's last digest said it holds.
+    ring_version: u64,
 }
 
 impl Peer {
@@ -130,8 +132,6 @@ pub struct Membership {
     discovered: Vec<String>,
     ring: Option<Ring>,
     staged: BTreeMap<NodeId, StagedChange>,
-    /// The newest ring version an admitted peer said it holds.
-    newest_ring_heard: u64,
     rng: SmallRng,
 }
 
@@ -147,7 +147,6 @@ impl Membership {
             discovered: Vec::new(),
             ring,
             staged: BTreeMap::new(),
-            newest_ring_heard: 0,
             rng: SmallRng::seed_from_u64(seed),
         }
     }
@@ -246,11 +245,18 @@ impl Membership {
         change
     }
 
-    /// The newest ring version this node holds or has heard an admitted
-    /// peer hold (a newer one is pulled as soon as it is heard of).
+    /// The newest ring version this node holds or that an up member of its
+    /// ring said, in its last digest, it holds (a newer one is pulled as
+    /// soon as it is heard of). Only members count, and only their latest
+    /// word: no other node can hold this node back by claiming a ring it
+    /// does not have.
     pub fn newest_ring_heard(&self) -> u64 {
-        let mine = self.ring.as_ref().map_or(0, Ring::version);
-        mine.max(self.newest_ring_heard)
+        let Some(ring) = &self.ring else { return 0 };
+        self.peers
+            .values()
+            .filter(|p| p.up && ring.members().contains_key(&p.member.id))
+            .map(|p| p.ring_version)
+            .fold(ring.version(), u64::max)
     }
 
     /// Whether a change of `node` is staged.
@@ -317,6 +323,13 @@ impl Membership {
                 effects.push(Effect::PeerDown(*id));
             }
         }
+        // A join staged for a node that is down would hold back every ring
+        // change (a joiner must be up to take its partitions): it is
+        // dropped, to be staged again once the node is back.
+        let (me, peers) = (self.me.id, &self.peers);
+        self.staged.retain(|id, change| {
+            change.kind != ChangeKind::Join || *id == me || peers.get(id).is_some_and(|p| p.up)
+        });
         let digest = self.digest();
         let mut targets: Vec<String> = self
             .peers
@@ -398,8 +411,8 @@ impl Membership {
                         self.merge_staged(change);
                     }
                 }
-                if sender == Sender::Admitted {
-                    self.newest_ring_heard = self.newest_ring_heard.max(ring_version);
+                if let Some(peer) = self.peers.get_mut(&from) {
+                    peer.ring_version = ring_version;
                 }
                 self.compare_rings(from, ring_version, ring_fingerprint, &mut effects);
             }
@@ -464,6 +477,7 @@ impl Membership {
                         member,
                         detector,
                         up,
+                        ring_version: 0,
                     },
                 );
             }

@@ -493,15 +493,11 @@ async fn ready(State(node): State<Arc<Node>>) -> HttpResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    // Only the verdict: the probe needs no token, and the rest of the
+    // status is for admins (`norn admin status`).
     let body = serde_json::json!({
         "ready": status.is_ready(),
         "not_ready": status.not_ready,
-        "node": status.node.to_string(),
-        "ring_version": status.ring_version,
-        "in_ring": status.in_ring,
-        "ring_members": status.ring_members,
-        "ring_members_up": status.ring_members_up,
-        "handoffs_pending": status.handoffs_pending,
     });
     (code, axum::Json(body)).into_response()
 }

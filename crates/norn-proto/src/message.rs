@@ -477,7 +477,7 @@ pub struct NodeStatus {
     pub node: NodeId,
     pub name: String,
     /// The version of the ring the node holds (0: none), and the newest
-    /// version it has heard a peer hold.
+    /// version an up member of that ring said it holds.
     pub ring_version: u64,
     pub newest_ring_seen: u64,
     /// The node is a member of its ring; it left it (its ring lists it as
