@@ -1,7 +1,10 @@
 //! `make bench-net`: request/response over norn-net on loopback (mutual
 //! TLS, one connection, frames multiplexed over long-lived streams), with 1
-//! and 32 requests in flight. Prints requests per second and the process's
-//! CPU time per request (both sides run in this one process).
+//! and 32 requests in flight, on a runtime of one worker thread (as each
+//! node of `make cluster` on two cores runs) and of two. Prints requests
+//! per second and the process's CPU time per request (both sides run in
+//! this one process): the difference between the two runtimes is the cost
+//! of waking another thread for each message.
 //!
 //! `NORN_BENCH_SECONDS` sets the time per case (default 5).
 
@@ -47,12 +50,30 @@ fn material(
     TlsMaterial::load(&files).expect("load")
 }
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let seconds: u64 = std::env::var("NORN_BENCH_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(5);
+    println!(
+        "norn-net request/response on loopback, mutual TLS, one connection, {seconds} s per case"
+    );
+    println!(
+        "{:>8} {:>10} {:>12} {:>16}",
+        "workers", "in flight", "requests/s", "CPU us/request"
+    );
+    for workers in [1, 2] {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(cases(workers, seconds));
+    }
+}
+
+/// Both cases (1 and 32 in flight) on the current runtime.
+async fn cases(worker_threads: usize, seconds: u64) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = new_ca("bench").expect("ca");
     let server_tls = material(
@@ -91,13 +112,6 @@ async fn main() {
         .call(addr, &request, Duration::from_secs(5))
         .await
         .expect("warm up");
-    println!(
-        "norn-net request/response on loopback, mutual TLS, one connection, {seconds} s per case"
-    );
-    println!(
-        "{:>10} {:>12} {:>16}",
-        "in flight", "requests/s", "CPU us/request"
-    );
     for in_flight in [1usize, 32] {
         let deadline = Instant::now() + Duration::from_secs(seconds);
         let (started, cpu_before) = (Instant::now(), cpu_seconds());
@@ -124,7 +138,8 @@ async fn main() {
         let elapsed = started.elapsed().as_secs_f64();
         let cpu = cpu_seconds() - cpu_before;
         println!(
-            "{:>10} {:>12.0} {:>16.1}",
+            "{:>8} {:>10} {:>12.0} {:>16.1}",
+            worker_threads,
             in_flight,
             total as f64 / elapsed,
             cpu * 1e6 / total as f64
