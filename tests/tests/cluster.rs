@@ -283,7 +283,8 @@ fn ready(cluster: &TestCluster, index: usize) -> (u16, String) {
 /// commits them: the first ring once three have, a fourth node on its
 /// own. `norn admin leave --wait` takes it out again and returns once its
 /// data moved: every key is then on its three primaries, the node does not
-/// join again, and a leave that would leave fewer than N nodes is refused.
+/// join again, a leave that would leave fewer than N nodes is refused, and
+/// the departed node, stopped, is no outage in the failure history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_join_by_themselves_and_leave_safely() {
     let mut cluster = TestCluster::new(4);
@@ -381,4 +382,22 @@ async fn nodes_join_by_themselves_and_leave_safely() {
     assert!(stderr.contains("fewer than N = 3"), "{stderr}");
     let ring = cluster.ring(0).await.expect("ring");
     assert_eq!(ring.members().len(), 3);
+
+    // Stopped after it left, the node is not an outage of the cluster's.
+    wait_until(
+        "n1 sees the stopped n4 down",
+        Duration::from_secs(30),
+        || async { !cluster.sees_up(0, 3).await },
+    )
+    .await;
+    let Response::FailureHistory(history) = cluster.ask(0, Request::AdminFailureHistory).await
+    else {
+        panic!("no failure history");
+    };
+    let n4 = history
+        .peers
+        .iter()
+        .find(|p| p.node == cluster.nodes[3].id)
+        .expect("n1 watched n4 while it was a member");
+    assert_eq!((n4.down_events, n4.down_ms), (0, 0), "{n4:?}");
 }

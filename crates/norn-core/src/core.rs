@@ -548,7 +548,10 @@ impl Core {
                     tracing::warn!(peer = %peer, "peer down");
                     node.history.peer_down(peer, node.now);
                 }
-                MembershipEffect::RingAdopted(ring) => node.adopt_ring(ring),
+                MembershipEffect::RingAdopted(ring) => {
+                    node.history.ring_adopted(&ring, node.now);
+                    node.adopt_ring(ring);
+                }
             }
         }
     }
