@@ -187,9 +187,12 @@ fn five_containers_join_by_dns_survive_a_kill_and_scale_down_keeping_n() {
         );
     }
 
-    // Scale down by n5: once every hint is delivered (so that what the
-    // check below sees is the leave's doing), it leaves with --wait, and
-    // its container and volume are removed.
+    // Scale down by n5. First every key is made whole on its primaries
+    // (a W=2 write leaves a third copy to arrive later, and one that timed
+    // out on this loaded machine waits for anti-entropy): hints delivered,
+    // a repair run, every key on its three primaries. Then n5 leaves with
+    // --wait and its container and volume are removed, and every key must
+    // still be on its three primaries: the leave lost no copy.
     containers.wait_until("every hint is delivered", || {
         let status = containers.script(&["norn", "admin", "status", "--json"]);
         serde_json::from_slice::<serde_json::Value>(&status.stdout).is_ok_and(|rows| {
@@ -198,15 +201,29 @@ fn five_containers_join_by_dns_survive_a_kill_and_scale_down_keeping_n() {
             })
         })
     });
+    containers.norn(&["admin", "repair"]);
+    let mut replicas = vec!["admin", "replicas", "containers", "--json"];
+    replicas.extend(keys.iter().map(String::as_str));
+    let all_complete = |when: &str| {
+        let mut args = vec!["norn"];
+        args.extend_from_slice(&replicas);
+        let output = containers.script(&args);
+        let text = String::from_utf8_lossy(&output.stdout);
+        let placed: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| {
+            panic!(
+                "{when}: norn admin replicas: {e}: {text}{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        });
+        let placed = placed.as_array().expect("one report per key");
+        assert_eq!(placed.len(), keys.len(), "{when}");
+        for report in placed {
+            assert_eq!(report["complete"], true, "{when}: {report}");
+        }
+    };
+    all_complete("before the leave");
     containers.must(&["leave", "5"]);
     let ring = json(&containers.norn(&["admin", "ring", "--json"]));
     assert_eq!(ring["nodes"].as_array().map(Vec::len), Some(4), "{ring}");
-    let mut args = vec!["admin", "replicas", "containers", "--json"];
-    args.extend(keys.iter().map(String::as_str));
-    let placed = json(&containers.norn(&args));
-    let placed = placed.as_array().expect("one report per key");
-    assert_eq!(placed.len(), keys.len());
-    for report in placed {
-        assert_eq!(report["complete"], true, "{report}");
-    }
+    all_complete("after the leave");
 }
