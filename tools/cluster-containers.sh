@@ -15,7 +15,8 @@
 # container and volume.
 #
 # PROFILE=debug builds the image from the debug binaries as built (tests);
-# NORN_IMAGE names the image (localhost/norn:dev).
+# NORN_IMAGE names the image (localhost/norn:dev); NODE_LOG is the nodes'
+# RUST_LOG (info,quinn=warn).
 #
 # `down` removes every container, volume and network this script made
 # (all named PREFIX-*, PREFIX=norn-cc by default), by name. `norn ARGS`
@@ -66,6 +67,7 @@ start_node() {
     --network-alias "n$i" --network-alias "$PEERS_ALIAS" \
     "${ULIMITS[@]}" --read-only --cap-drop all \
     -e NORN_NAME="n$i" -e NORN_ZONE="zone-$(( (i - 1) % 3 + 1 ))" -e NORN_HTTP_TOKEN="$HTTP_TOKEN" \
+    -e RUST_LOG="${NODE_LOG:-info,quinn=warn}" \
     -v "$(volume "$i"):/data" \
     -v "$DIR/tls:/etc/norn/tls:ro" \
     -v "$ROOT/deploy/container/nornd.toml:/etc/norn/nornd.toml:ro" \

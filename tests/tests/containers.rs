@@ -10,7 +10,8 @@
 //! Skipped, saying why, where podman is missing and cannot be installed
 //! (not root). Everything the test makes (containers, volumes, network,
 //! image) is named after its process and removed when it ends, even when
-//! it fails.
+//! it fails, unless NORN_KEEP_CONTAINERS is set (for a look at the nodes'
+//! logs; NODE_LOG sets their RUST_LOG).
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -96,10 +97,22 @@ impl Containers {
         eprint!("{}", String::from_utf8_lossy(&output.stdout));
     }
 
-    fn wait_until(&self, what: &str, mut condition: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
+    /// Polls `condition` until it holds; after `within` fails with `what`
+    /// and what `last_seen` says was seen last.
+    fn wait_until(
+        &self,
+        what: &str,
+        within: Duration,
+        mut condition: impl FnMut() -> bool,
+        last_seen: impl Fn() -> String,
+    ) {
+        let deadline = Instant::now() + within;
         while !condition() {
-            assert!(Instant::now() < deadline, "timed out: {what}");
+            assert!(
+                Instant::now() < deadline,
+                "timed out: {what}; last seen: {}",
+                last_seen()
+            );
             std::thread::sleep(Duration::from_millis(500));
         }
     }
@@ -107,6 +120,13 @@ impl Containers {
 
 impl Drop for Containers {
     fn drop(&mut self) {
+        if std::env::var_os("NORN_KEEP_CONTAINERS").is_some() {
+            eprintln!(
+                "NORN_KEEP_CONTAINERS: kept {}-*; remove them with PREFIX={} tools/cluster-containers.sh down",
+                self.prefix, self.prefix
+            );
+            return;
+        }
         let _ = self.script(&["down"]);
         let _ = Command::new("podman")
             .args(["rmi", "-f", &self.image])
@@ -167,16 +187,22 @@ fn five_containers_join_by_dns_survive_a_kill_and_scale_down_keeping_n() {
         put(key);
     }
     containers.must(&["kill", "3"]);
-    containers.wait_until("n1 sees n3 down", || {
-        containers.sees_up("n1:7000", "n3") == Some(false)
-    });
+    containers.wait_until(
+        "n1 sees n3 down",
+        Duration::from_secs(60),
+        || containers.sees_up("n1:7000", "n3") == Some(false),
+        String::new,
+    );
     for key in &keys[15..] {
         put(key);
     }
     containers.must(&["start", "3"]);
-    containers.wait_until("n1 sees n3 up again", || {
-        containers.sees_up("n1:7000", "n3") == Some(true)
-    });
+    containers.wait_until(
+        "n1 sees n3 up again",
+        Duration::from_secs(60),
+        || containers.sees_up("n1:7000", "n3") == Some(true),
+        String::new,
+    );
     for key in &keys {
         // A write tried again after a failed attempt may have added a
         // sibling of the same value.
@@ -193,14 +219,29 @@ fn five_containers_join_by_dns_survive_a_kill_and_scale_down_keeping_n() {
     // a repair run, every key on its three primaries. Then n5 leaves with
     // --wait and its container and volume are removed, and every key must
     // still be on its three primaries: the leave lost no copy.
-    containers.wait_until("every hint is delivered", || {
-        let status = containers.script(&["norn", "admin", "status", "--json"]);
-        serde_json::from_slice::<serde_json::Value>(&status.stdout).is_ok_and(|rows| {
-            rows.as_array().is_some_and(|rows| {
-                rows.len() == 5 && rows.iter().all(|r| r["status"]["hints_pending"] == 0)
+    let last_status = std::cell::RefCell::new(String::new());
+    containers.wait_until(
+        "every hint is delivered and every fallback copy handed off",
+        Duration::from_secs(180),
+        || {
+            let status = containers.script(&["norn", "admin", "status", "--json"]);
+            *last_status.borrow_mut() = format!(
+                "{}{}",
+                String::from_utf8_lossy(&status.stdout),
+                String::from_utf8_lossy(&status.stderr)
+            );
+            serde_json::from_slice::<serde_json::Value>(&status.stdout).is_ok_and(|rows| {
+                rows.as_array().is_some_and(|rows| {
+                    rows.len() == 5
+                        && rows.iter().all(|r| {
+                            r["status"]["hints_pending"] == 0
+                                && r["status"]["handoffs_pending"] == 0
+                        })
+                })
             })
-        })
-    });
+        },
+        || last_status.borrow().clone(),
+    );
     containers.norn(&["admin", "repair"]);
     let mut replicas = vec!["admin", "replicas", "containers", "--json"];
     replicas.extend(keys.iter().map(String::as_str));
