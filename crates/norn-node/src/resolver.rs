@@ -18,8 +18,15 @@ use norn_net::Endpoint;
 /// How long a resolved address is used before it is resolved again.
 pub(crate) const FRESH_FOR: Duration = Duration::from_secs(10);
 
-/// The longest a resolution may take before the send fails.
+/// The longest a first resolution may take before the send waiting on it
+/// fails.
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The longest a background refresh may take. No send waits on it, so it
+/// may wait out a slow resolver (podman's reloads on every container
+/// start): held to the send's 2 s, refreshes that kept failing would leave
+/// a peer that restarted on a new address sent to at its old one.
+const REFRESH_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Resolved names, shared by every send.
 #[derive(Debug, Clone, Default)]
@@ -53,19 +60,19 @@ impl Resolver {
                 if stale {
                     let (resolver, name) = (self.clone(), address.to_string());
                     tokio::spawn(async move {
-                        let _ = resolver.resolve_now(&name).await;
+                        let _ = resolver.resolve_now(&name, REFRESH_TIMEOUT).await;
                     });
                 }
                 Ok(addr)
             }
-            None => self.resolve_now(address).await,
+            None => self.resolve_now(address, RESOLVE_TIMEOUT).await,
         }
     }
 
-    async fn resolve_now(&self, name: &str) -> Result<SocketAddr, String> {
-        let addr = tokio::time::timeout(RESOLVE_TIMEOUT, Endpoint::resolve(name))
+    async fn resolve_now(&self, name: &str, within: Duration) -> Result<SocketAddr, String> {
+        let addr = tokio::time::timeout(within, Endpoint::resolve(name))
             .await
-            .map_err(|_| format!("resolving {name} took over {RESOLVE_TIMEOUT:?}"))?
+            .map_err(|_| format!("resolving {name} took over {within:?}"))?
             .map_err(|e| e.to_string())?;
         self.kept
             .lock()
