@@ -18,6 +18,14 @@ use norn_proto::{ClientRole, MemberInfo, Request, Response};
 use norn_ring::{NodeId, Ring};
 use norn_trust::RingSigner;
 
+/// The repository's root (the tests' package is its `tests/` directory).
+pub fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the repository")
+        .to_path_buf()
+}
+
 /// Where the binaries under test are: `$NORN_BIN_DIR`, else the cargo target
 /// directory this test binary (in `target/<profile>/deps`) or tool binary
 /// (in `target/<profile>`) runs from. `make test` builds them first.

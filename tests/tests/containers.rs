@@ -13,16 +13,10 @@
 //! it fails, unless NORN_KEEP_CONTAINERS is set (for a look at the nodes'
 //! logs; NODE_LOG sets their RUST_LOG).
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root")
-        .to_path_buf()
-}
+use norn_tests::cluster::repository;
 
 /// A containerized cluster made by tools/cluster-containers.sh, removed
 /// on drop.
@@ -33,7 +27,7 @@ struct Containers {
 
 impl Containers {
     fn script(&self, args: &[&str]) -> Output {
-        Command::new(root().join("tools/cluster-containers.sh"))
+        Command::new(repository().join("tools/cluster-containers.sh"))
             .args(args)
             .env("PREFIX", &self.prefix)
             .env("NORN_IMAGE", &self.image)

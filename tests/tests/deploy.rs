@@ -15,19 +15,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use norn_tests::cluster::bin_dir;
+use norn_tests::cluster::{bin_dir, repository};
 use norn_tests::http::curl;
 use serde_json::Value;
 
 /// The Kubernetes version the manifests are validated for.
 const KUBERNETES_VERSION: &str = "1.31";
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the workspace root")
-        .to_path_buf()
-}
 
 fn run(command: &mut Command) -> String {
     let output = command.output().expect("runs");
@@ -87,6 +80,25 @@ fn secret_keys(manifests: &Manifests, name: &str) -> Vec<String> {
     keys
 }
 
+/// Every path of `paths` is a file right in `dir` (a Secret's mount) that
+/// the Secret `secret`, holding `files`, holds.
+fn assert_files_in<'a>(
+    paths: impl IntoIterator<Item = &'a PathBuf>,
+    dir: &Path,
+    files: &[String],
+    secret: &str,
+) {
+    for path in paths {
+        assert_eq!(path.parent(), Some(dir), "{}", path.display());
+        let file = path
+            .file_name()
+            .expect("a file")
+            .to_string_lossy()
+            .to_string();
+        assert!(files.contains(&file), "{secret} holds no {file}");
+    }
+}
+
 /// The hardened settings every container runs with: a non-root user (the
 /// image's), no privilege escalation, no capabilities, a read-only root.
 fn assert_hardened(pod: &Value, container: &Value) {
@@ -125,12 +137,12 @@ fn replaced(text: &str, from: &str, to: &str) -> String {
 fn the_kubernetes_manifests_validate_and_agree_with_the_config_and_the_node() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = dir.path().join("secrets");
-    run(Command::new(root().join("tools/k8s-secrets.sh"))
+    run(Command::new(repository().join("tools/k8s-secrets.sh"))
         .arg(&out)
         .arg("3")
         .env("NORN_BIN", bin_dir().join("norn")));
     let rendered = run(Command::new("python3")
-        .current_dir(root())
+        .current_dir(repository())
         .arg("tools/k8s-render.py")
         .args(["--validate", KUBERNETES_VERSION, "--also"])
         .arg(out.join("secrets.yaml")));
@@ -231,15 +243,12 @@ fn the_kubernetes_manifests_validate_and_agree_with_the_config_and_the_node() {
         &manifests,
         tls_secret["secret"]["secretName"].as_str().expect("name"),
     );
-    for path in [&config.tls.ca_cert, &config.tls.cert, &config.tls.key] {
-        assert_eq!(path.parent(), Some(tls_dir.as_path()), "{}", path.display());
-        let file = path
-            .file_name()
-            .expect("a file")
-            .to_string_lossy()
-            .to_string();
-        assert!(node_files.contains(&file), "norn-tls holds no {file}");
-    }
+    assert_files_in(
+        [&config.tls.ca_cert, &config.tls.cert, &config.tls.key],
+        &tls_dir,
+        &node_files,
+        "norn-tls",
+    );
 
     let peers = &manifests.get("Service", headless)["spec"];
     assert_eq!(peers["clusterIP"], "None");
@@ -313,24 +322,17 @@ fn the_kubernetes_manifests_validate_and_agree_with_the_config_and_the_node() {
     let admin_dir = PathBuf::from(mount(container, "admin"));
     let admin_files = secret_keys(&manifests, "norn-admin");
     let admin_tls = &client_options.tls;
-    for path in [&admin_tls.ca_cert, &admin_tls.cert, &admin_tls.key] {
-        assert_eq!(
-            path.parent(),
-            Some(admin_dir.as_path()),
-            "{}",
-            path.display()
-        );
-        let file = path
-            .file_name()
-            .expect("a file")
-            .to_string_lossy()
-            .to_string();
-        assert!(admin_files.contains(&file), "norn-admin holds no {file}");
-    }
+    assert_files_in(
+        [&admin_tls.ca_cert, &admin_tls.cert, &admin_tls.key],
+        &admin_dir,
+        &admin_files,
+        "norn-admin",
+    );
 
     // A ServiceMonitor-ready /metrics: the client Service's port, with the token.
-    let monitor = std::fs::read_to_string(root().join("deploy/kubernetes/servicemonitor.yaml"))
-        .expect("servicemonitor.yaml");
+    let monitor =
+        std::fs::read_to_string(repository().join("deploy/kubernetes/servicemonitor.yaml"))
+            .expect("servicemonitor.yaml");
     assert!(monitor.contains("port: http") && monitor.contains("path: /metrics"));
     assert!(client["ports"]
         .as_array()
@@ -424,8 +426,8 @@ fn the_systemd_unit_verifies() {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");
-    let unit =
-        std::fs::read_to_string(root().join("deploy/systemd/nornd.service")).expect("the unit");
+    let unit = std::fs::read_to_string(repository().join("deploy/systemd/nornd.service"))
+        .expect("the unit");
     // verify checks that ExecStart's binary exists: point it at the one built.
     let unit = replaced(
         &unit,

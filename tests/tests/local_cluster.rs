@@ -3,18 +3,12 @@
 //! and a node restarted from the config it wrote comes back on the same
 //! QUIC and HTTP addresses, so the addresses it printed stay good.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use norn_tests::cluster::repository;
 use norn_tests::http::curl;
-
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("the repository")
-        .to_path_buf()
-}
 
 fn script(name: &str, dir: &Path) -> Output {
     Command::new(repository().join("tools").join(name))

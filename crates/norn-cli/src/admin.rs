@@ -575,19 +575,36 @@ pub async fn transfers(session: &Session, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The status of each up member of `members`, or why it could not be read.
+pub(crate) async fn up_statuses<'a>(
+    session: &Session,
+    members: &'a [MemberInfo],
+) -> Vec<(&'a MemberInfo, Result<norn_proto::NodeStatus, String>)> {
+    let mut statuses = Vec::new();
+    for member in members.iter().filter(|m| m.up) {
+        let status = match session
+            .call_address(&member.member.address, Request::AdminStatus)
+            .await
+        {
+            Ok(Response::Status(status)) => Ok(status),
+            Ok(other) => Err(unexpected(other).to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        statuses.push((member, status));
+    }
+    statuses
+}
+
 /// `norn admin status`: every up member's readiness and what it still
 /// hands off. Fails when a member is not ready or does not answer.
 pub async fn status(session: &Session, json: bool) -> anyhow::Result<()> {
     let members = known_members(session).await?;
-    let mut rows = Vec::new();
-    for member in members.iter().filter(|m| m.up) {
-        let status = match call_target(session, &Target::of(member), Request::AdminStatus).await {
-            Ok(Response::Status(status)) => Ok(status),
-            Ok(other) => Err(unexpected(other).to_string()),
-            Err(e) => Err(format!("{e:#}")),
-        };
-        rows.push((member.member.name.clone(), status));
-    }
+    let rows: Vec<(String, Result<norn_proto::NodeStatus, String>)> =
+        up_statuses(session, &members)
+            .await
+            .into_iter()
+            .map(|(member, status)| (member.member.name.clone(), status))
+            .collect();
     let all_ready = rows
         .iter()
         .all(|(_, s)| s.as_ref().is_ok_and(norn_proto::NodeStatus::is_ready));

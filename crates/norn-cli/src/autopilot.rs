@@ -208,18 +208,11 @@ pub async fn read_state(session: &Session) -> anyhow::Result<ClusterState> {
         other => bail!("unexpected reply to a plan request: {other:?}"),
     };
     let members = crate::admin::known_members(session).await?;
-    let mut statuses = Vec::new();
-    for member in members.iter().filter(|m| m.up) {
-        let status = match session
-            .call_address(&member.member.address, Request::AdminStatus)
-            .await
-        {
-            Ok(Response::Status(status)) => Ok(status),
-            Ok(other) => Err(format!("unexpected reply: {other:?}")),
-            Err(e) => Err(e.to_string()),
-        };
-        statuses.push((member.member.id, status));
-    }
+    let statuses = crate::admin::up_statuses(session, &members)
+        .await
+        .into_iter()
+        .map(|(member, status)| (member.member.id, status))
+        .collect();
     Ok(ClusterState {
         ring,
         plan,
