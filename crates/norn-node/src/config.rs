@@ -12,6 +12,7 @@ use norn_core::CoreConfig;
 use norn_membership::MembershipConfig;
 use norn_merkle::TreeShape;
 use norn_net::{EndpointLimits, TlsFiles};
+use norn_storage::StoreOptions;
 use serde::Deserialize;
 
 use crate::error::NodeError;
@@ -142,6 +143,8 @@ pub struct StorageSection {
     /// (RocksDB's manual WAL flush), so that kill -9 loses them exactly as
     /// a power cut would. Slower, and unsafe against process crashes.
     pub emulate_power_loss_on_kill: bool,
+    /// Bytes of RocksDB's block cache, 1 MiB..=1 TiB.
+    pub block_cache_bytes: usize,
 }
 
 impl Default for StorageSection {
@@ -151,6 +154,7 @@ impl Default for StorageSection {
             sync_every_write: false,
             hint_bytes_max_per_target: 256 << 20,
             emulate_power_loss_on_kill: false,
+            block_cache_bytes: StoreOptions::default().block_cache_bytes,
             tree_fanout: shape.fanout,
             tree_depth: shape.depth,
         }
@@ -338,6 +342,12 @@ impl NodeConfig {
                 storage.hint_bytes_max_per_target
             ));
         }
+        if !((1 << 20)..=(1 << 40)).contains(&storage.block_cache_bytes) {
+            return Err(format!(
+                "storage.block_cache_bytes {} must be 1 MiB..=1 TiB",
+                storage.block_cache_bytes
+            ));
+        }
         TreeShape::new(storage.tree_fanout, storage.tree_depth)
             .map_err(|e| format!("storage: {e}"))?;
         Ok(())
@@ -499,6 +509,9 @@ mod tests {
         let err =
             parse(&format!("{MINIMAL}\n[ring]\npartition_bits = 20")).expect_err("out of bounds");
         assert!(err.contains("ring.partition_bits"), "{err}");
+        let err = parse(&format!("{MINIMAL}\n[storage]\nblock_cache_bytes = 1024"))
+            .expect_err("cache too small");
+        assert!(err.contains("storage.block_cache_bytes"), "{err}");
         let err = parse(&MINIMAL.replace("\"n1\"\n", "\"bad name!\"\n")).expect_err("bad name");
         assert!(err.contains("node.name"), "{err}");
     }

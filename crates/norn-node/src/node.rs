@@ -126,6 +126,7 @@ impl Node {
             sync_every_write: config.storage.sync_every_write,
             hint_bytes_max_per_target: config.storage.hint_bytes_max_per_target,
             emulate_power_loss_on_kill: config.storage.emulate_power_loss_on_kill,
+            block_cache_bytes: config.storage.block_cache_bytes,
         };
         let storage: Arc<RocksStorage> =
             Arc::new(Store::open_rocks(&data_dir.join("db"), options)?);

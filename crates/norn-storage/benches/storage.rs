@@ -72,7 +72,8 @@ fn bench_raw(ops: u64) -> (f64, f64) {
     options.create_if_missing(true);
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
     options.increase_parallelism(2);
-    norn_storage::rocks::data_column_options(&mut options);
+    let cache = rocksdb::Cache::new_lru_cache(StoreOptions::default().block_cache_bytes);
+    norn_storage::rocks::data_column_options(&mut options, &cache);
     let db = DB::open(&options, dir.path()).expect("open");
     let mut write = WriteOptions::default();
     write.set_sync(false);

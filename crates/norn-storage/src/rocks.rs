@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch,
     WriteOptions, DB,
 };
 
@@ -23,9 +23,10 @@ pub struct RocksBackend {
 /// RocksDB the same. Every write reads the key first (to merge versions and
 /// update its tree leaf): a whole-key bloom filter on the memtable answers
 /// that read for new keys without searching the skiplist, and bloom filters
-/// on the SST files do the same below it.
-pub fn data_column_options(options: &mut Options) {
+/// on the SST files do the same below it. Blocks are cached in `cache`.
+pub fn data_column_options(options: &mut Options, cache: &Cache) {
     let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
     table.set_bloom_filter(10.0, false);
     table.set_cache_index_and_filter_blocks(true);
     options.set_block_based_table_factory(&table);
@@ -34,20 +35,29 @@ pub fn data_column_options(options: &mut Options) {
 }
 
 impl RocksBackend {
-    /// Opens (creating if missing) the database at `path`.
-    pub fn open(path: &Path) -> Result<RocksBackend> {
-        RocksBackend::open_options(path, false)
+    /// Opens (creating if missing) the database at `path`, with a block
+    /// cache of `block_cache_bytes` shared by its columns.
+    pub fn open(path: &Path, block_cache_bytes: usize) -> Result<RocksBackend> {
+        RocksBackend::open_options(path, false, block_cache_bytes)
     }
 
     /// Opens the database at `path` with RocksDB's manual WAL flush: writes
     /// reach the log file only at [`Backend::sync`], so a killed process
     /// loses every write since the last sync, as a power cut would. For
     /// tests of durability claims.
-    pub fn open_with_manual_wal_flush(path: &Path) -> Result<RocksBackend> {
-        RocksBackend::open_options(path, true)
+    pub fn open_with_manual_wal_flush(
+        path: &Path,
+        block_cache_bytes: usize,
+    ) -> Result<RocksBackend> {
+        RocksBackend::open_options(path, true, block_cache_bytes)
     }
 
-    fn open_options(path: &Path, manual_wal_flush: bool) -> Result<RocksBackend> {
+    fn open_options(
+        path: &Path,
+        manual_wal_flush: bool,
+        block_cache_bytes: usize,
+    ) -> Result<RocksBackend> {
+        let cache = Cache::new_lru_cache(block_cache_bytes);
         let mut options = Options::default();
         options.set_manual_wal_flush(manual_wal_flush);
         options.create_if_missing(true);
@@ -58,7 +68,11 @@ impl RocksBackend {
             let mut cf = Options::default();
             cf.set_compression_type(rocksdb::DBCompressionType::Lz4);
             if column == Column::Data {
-                data_column_options(&mut cf);
+                data_column_options(&mut cf, &cache);
+            } else {
+                let mut table = BlockBasedOptions::default();
+                table.set_block_cache(&cache);
+                cf.set_block_based_table_factory(&table);
             }
             ColumnFamilyDescriptor::new(column.name(), cf)
         });
@@ -147,9 +161,9 @@ impl Store<RocksBackend> {
     /// Opens (creating if missing) a RocksDB store in `path`.
     pub fn open_rocks(path: &std::path::Path, options: StoreOptions) -> Result<RocksStorage> {
         let backend = if options.emulate_power_loss_on_kill {
-            RocksBackend::open_with_manual_wal_flush(path)?
+            RocksBackend::open_with_manual_wal_flush(path, options.block_cache_bytes)?
         } else {
-            RocksBackend::open(path)?
+            RocksBackend::open(path, options.block_cache_bytes)?
         };
         Store::open(backend, options)
     }

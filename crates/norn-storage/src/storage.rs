@@ -93,6 +93,10 @@ pub struct StoreOptions {
     /// write-ahead-log buffer until the next sync, so that kill -9 loses
     /// them exactly as a power cut loses what was not fsynced.
     pub emulate_power_loss_on_kill: bool,
+    /// RocksDB only: bytes of the block cache every column shares (data
+    /// blocks, and the index and filter blocks that find them). Reads of
+    /// blocks outside it pay a file read and a checksum each.
+    pub block_cache_bytes: usize,
 }
 
 impl Default for StoreOptions {
@@ -102,6 +106,7 @@ impl Default for StoreOptions {
             sync_every_write: false,
             hint_bytes_max_per_target: 256 << 20,
             emulate_power_loss_on_kill: false,
+            block_cache_bytes: 128 << 20,
         }
     }
 }
