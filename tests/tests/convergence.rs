@@ -464,8 +464,11 @@ async fn a_corrupt_record_is_not_served_and_the_next_exchange_repairs_it() {
 
     assert!(cluster.terminate(1).success());
     {
-        let backend =
-            RocksBackend::open(&cluster.nodes[1].data_dir.join("db"), 8 << 20).expect("open");
+        let backend = RocksBackend::open(
+            &cluster.nodes[1].data_dir.join("db"),
+            StoreOptions::default().block_cache_bytes,
+        )
+        .expect("open");
         let store = Store::open(backend, StoreOptions::default()).expect("store");
         let mut raw =
             norn_storage::backend::Backend::get(store.backend(), Column::Data, &victim.encode())

@@ -25,13 +25,19 @@ pub struct RocksBackend {
 /// that read for new keys without searching the skiplist, and bloom filters
 /// on the SST files do the same below it. Blocks are cached in `cache`.
 pub fn data_column_options(options: &mut Options, cache: &Cache) {
-    let mut table = BlockBasedOptions::default();
-    table.set_block_cache(cache);
+    let mut table = table_cached_in(cache);
     table.set_bloom_filter(10.0, false);
     table.set_cache_index_and_filter_blocks(true);
     options.set_block_based_table_factory(&table);
     options.set_memtable_whole_key_filtering(true);
     options.set_memtable_prefix_bloom_ratio(0.1);
+}
+
+/// RocksDB's table options, with blocks cached in `cache`.
+fn table_cached_in(cache: &Cache) -> BlockBasedOptions {
+    let mut table = BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    table
 }
 
 impl RocksBackend {
@@ -70,9 +76,7 @@ impl RocksBackend {
             if column == Column::Data {
                 data_column_options(&mut cf, &cache);
             } else {
-                let mut table = BlockBasedOptions::default();
-                table.set_block_cache(&cache);
-                cf.set_block_based_table_factory(&table);
+                cf.set_block_based_table_factory(&table_cached_in(&cache));
             }
             ColumnFamilyDescriptor::new(column.name(), cf)
         });

@@ -187,7 +187,7 @@ proptest! {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut model = Model::default();
         for round in &rounds {
-            let store = Store::open(RocksBackend::open(dir.path(), 8 << 20).expect("open"), StoreOptions::default()).expect("store");
+            let store = Store::open(RocksBackend::open(dir.path(), StoreOptions::default().block_cache_bytes).expect("open"), StoreOptions::default()).expect("store");
             check(&store, &model)?;
             for op in round {
                 apply(&store, &mut model, op)?;
